@@ -90,6 +90,11 @@ static inline const uint8_t *smelt_st_bytes(const struct smelt_st_file *f,
 	return f->data + t->begin;
 }
 
+/* Copy name into buf for use in a one-line message: control characters
+ * become \xNN and a name longer than the buffer is cut with "...".
+ * Returns buf. */
+const char *smelt_st_safe_name(const char *name, char *buf, size_t size);
+
 /* ---- writer ---- */
 
 struct smelt_st_out_tensor {
