@@ -1,0 +1,202 @@
+/*
+ * widen_core.c: WIDEN's ranks, integer threshold rule, softmax with
+ * temperature and calibrated scores (spec widen.md §3-§4, §7). One
+ * implementation for the merge method and the analysis re-scoring.
+ */
+#include "widen_core.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+void widen_divergence(double bb, double ww, double wb, double *mag, double *dir)
+{
+	double nb = sqrt(bb), nw = sqrt(ww), den = sqrt(ww * bb);
+
+	*mag = fabs(nw - nb);
+	/* sqrt(ww * bb) rather than nw * nb: for a column equal to the base
+	 * sqrt(fl(x * x)) == x exactly, so its divergence is exactly 0 (ties
+	 * then fall back to index order) instead of rounding noise. */
+	if (isinf(den))
+		den = nw * nb;
+	/* A zero column has a 0/0 direction in the authors' code: NaN, which
+	 * then ranks after every number. */
+	if (nb == 0.0 || nw == 0.0 || isnan(den))
+		*dir = NAN;
+	else
+		*dir = 1.0 - wb / den;
+}
+
+struct keyed {
+	double v;
+	uint32_t j;
+};
+
+/* Total order: numbers ascending, NaN after every number, ties by index;
+ * with the index tie-break qsort yields exactly the stable sort. */
+static int keyed_cmp(const void *pa, const void *pb)
+{
+	const struct keyed *a = pa, *b = pb;
+	bool na = isnan(a->v), nb = isnan(b->v);
+
+	if (na != nb)
+		return na ? 1 : -1;
+	if (!na && a->v != b->v)
+		return a->v < b->v ? -1 : 1;
+	return a->j < b->j ? -1 : a->j > b->j;
+}
+
+int widen_positions(const double *v, uint64_t k, uint32_t *pos)
+{
+	struct keyed *tmp;
+
+	if (k == 0)
+		return 0;
+	tmp = malloc(k * sizeof(*tmp));
+	if (!tmp)
+		return -1;
+	for (uint64_t j = 0; j < k; j++) {
+		tmp[j].v = v[j];
+		tmp[j].j = (uint32_t)j;
+	}
+	qsort(tmp, k, sizeof(*tmp), keyed_cmp);
+	for (uint64_t q = 0; q < k; q++)
+		pos[tmp[q].j] = (uint32_t)q;
+	free(tmp);
+	return 0;
+}
+
+uint64_t widen_n_calibrated(uint64_t k, double t)
+{
+	double x;
+
+	if (k == 0)
+		return 0;
+	/* q calibrated iff q > x = t (k - 1) / 2, q in [0, k). */
+	x = t * (double)(k - 1) / 2.0;
+	if (x < 0.0)
+		return k;
+	if (x >= (double)(k - 1))
+		return 0;
+	return k - 1 - (uint64_t)floor(x);
+}
+
+/* Softmax over the model axis of v[0..n) / T, max-subtracted, into p. */
+static void softmax_models(int n, const double *v, double T, double *p)
+{
+	double mx = -INFINITY, sum = 0.0;
+
+	for (int i = 0; i < n; i++)
+		if (v[i] > mx)
+			mx = v[i];
+	for (int i = 0; i < n; i++) {
+		p[i] = exp((v[i] - mx) / T);
+		sum += p[i];
+	}
+	for (int i = 0; i < n; i++)
+		p[i] /= sum;
+}
+
+int widen_matrix_weights(int n, uint64_t k, const uint32_t *pos_m, const uint32_t *pos_q,
+			 const struct widen_knobs *kn, float *omega_f, double *omega_d,
+			 double *omega_sum, uint64_t *n_cal_m, uint64_t *n_cal_q)
+{
+	uint64_t first_cal = k - widen_n_calibrated(k, kn->t);
+	double *buf = malloc(4 * (size_t)n * sizeof(double));
+	double *rm = buf, *rq = buf + n, *pm = buf + 2 * n, *pq = buf + 3 * n;
+
+	if (!buf)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		if (omega_sum)
+			omega_sum[i] = 0.0;
+		if (n_cal_m)
+			n_cal_m[i] = 0;
+		if (n_cal_q)
+			n_cal_q[i] = 0;
+	}
+	for (uint64_t j = 0; j < k; j++) {
+		for (int i = 0; i < n; i++) {
+			rm[i] = (double)pos_m[(size_t)i * k + j] / (double)k;
+			rq[i] = (double)pos_q[(size_t)i * k + j] / (double)k;
+		}
+		/* Both softmaxes see every model; calibration overwrites after. */
+		softmax_models(n, rm, kn->T, pm);
+		softmax_models(n, rq, kn->T, pq);
+		for (int i = 0; i < n; i++) {
+			bool cm = pos_m[(size_t)i * k + j] >= first_cal;
+			bool cq = pos_q[(size_t)i * k + j] >= first_cal;
+			double w = 0.5 * ((cm ? kn->s : pm[i]) + (cq ? kn->s : pq[i]));
+
+			if (omega_f)
+				omega_f[(size_t)i * k + j] = (float)w;
+			if (omega_d)
+				omega_d[(size_t)i * k + j] = w;
+			if (omega_sum)
+				omega_sum[i] += w;
+			if (n_cal_m)
+				n_cal_m[i] += cm;
+			if (n_cal_q)
+				n_cal_q[i] += cq;
+		}
+	}
+	free(buf);
+	return 0;
+}
+
+void widen_vector_element(int n, const double *a, const double *thr, const struct widen_knobs *kn,
+			  double *omega, bool *calibrated)
+{
+	softmax_models(n, a, kn->T, omega);
+	for (int i = 0; i < n; i++) {
+		bool c = a[i] > thr[i];
+
+		if (c)
+			omega[i] = kn->s;
+		if (calibrated)
+			calibrated[i] = c;
+	}
+}
+
+void widen_accumulate_columns(const float *b, const float *const *x, int n, size_t cols,
+			      size_t nrows, double *acc)
+{
+	for (size_t r = 0; r < nrows; r++) {
+		const float *br = b + r * cols;
+
+		for (size_t j = 0; j < cols; j++)
+			acc[j] += (double)br[j] * (double)br[j];
+		for (int i = 0; i < n; i++) {
+			const float *wr = x[i] + r * cols;
+			double *ww = acc + (size_t)(1 + 2 * i) * cols;
+			double *wb = acc + (size_t)(2 + 2 * i) * cols;
+
+			for (size_t j = 0; j < cols; j++) {
+				double w = wr[j];
+
+				ww[j] += w * w;
+				wb[j] += w * (double)br[j];
+			}
+		}
+	}
+}
+
+void widen_row_sums(const float *b, const float *const *x, size_t off, int n, size_t len,
+		    double *out)
+{
+	double bb = 0.0;
+
+	for (size_t j = 0; j < len; j++)
+		bb += (double)b[j] * (double)b[j];
+	out[0] = bb;
+	for (int i = 0; i < n; i++) {
+		const float *w = x[i] + off;
+		double ww = 0.0, wb = 0.0;
+
+		for (size_t j = 0; j < len; j++) {
+			ww += (double)w[j] * (double)w[j];
+			wb += (double)w[j] * (double)b[j];
+		}
+		out[1 + 2 * i] = ww;
+		out[2 + 2 * i] = wb;
+	}
+}
