@@ -126,6 +126,7 @@ struct smelt_diag_item {
 	int severity; /* SMELT_DIAG_ERROR=2, SMELT_DIAG_WARNING=1 */
 	char *path;   /* key path ("models[1].parameters.weight"), "" for the whole recipe */
 	char *msg;
+	bool strict;  /* an unknown key/parameter: validate(strict=true) makes it an error */
 };
 
 struct smelt_diag {
