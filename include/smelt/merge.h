@@ -63,6 +63,8 @@ struct smelt_plan_tensor {
 	size_t shard;                     /* output shard index */
 	uint64_t nbytes;                  /* output bytes */
 	uint64_t read_bytes;              /* input bytes this tensor reads per pass */
+	double *weights;                  /* [n_inputs] mean weight per model, filled by the
+					     run when the method reports weights, else NULL */
 };
 
 struct smelt_plan {

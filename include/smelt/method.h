@@ -23,6 +23,7 @@
  *             for any thread count.
  *   merge()   called once per block, in any order, on any thread, must write
  *             nrows*cols f32 values to out. Must not modify job state.
+ *   weights() optional: the mean weight each model received (model card).
  *   release() free state (always called after a successful setup).
  *
  * Blocks are fixed too: job->block_rows rows each (the last may be shorter),
@@ -149,6 +150,11 @@ struct smelt_method {
 		      struct smelt_err *err);
 	void (*merge)(const struct smelt_tensor_job *job, const struct smelt_block *b, float *out);
 	void (*release)(struct smelt_tensor_job *job);
+
+	/* Optional, for the model card's provenance: after the merge pass (and
+	 * before release), the mean weight each model received in this tensor,
+	 * written to mean_weight[0..n_models). */
+	void (*weights)(const struct smelt_tensor_job *job, double *mean_weight);
 };
 
 /* The registry: every method, in display order (widen first). */
