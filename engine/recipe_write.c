@@ -418,9 +418,13 @@ static bool json_body(cJSON *root, const struct smelt_recipe *r)
 	if (ok && r->has_seed) {
 		char seed[32];
 
-		/* written as digits: a double would round seeds above 2^53 */
+		/* JSON readers keep numbers as doubles: a seed above 2^53 is
+		 * written as a string of digits, which the parser accepts */
 		snprintf(seed, sizeof(seed), "%llu", (unsigned long long)r->seed);
-		ok = cJSON_AddRawToObject(root, "seed", seed) != NULL;
+		if (r->seed <= (1ull << 53))
+			ok = cJSON_AddRawToObject(root, "seed", seed) != NULL;
+		else
+			ok = cJSON_AddStringToObject(root, "seed", seed) != NULL;
 	}
 	return ok && json_str(root, "embed_policy", r->embed_policy);
 }
