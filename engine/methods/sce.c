@@ -1,0 +1,259 @@
+/*
+ * sce.c: SCE merging (Select by variance, Calculate matrix weights, Erase
+ * minority signs), mergekit's `sce` semantics.
+ *
+ * Passes when select_topk < 1 (radix select over the f32 variance with the
+ * two-level schedule, so one pass is left for the matrix weights):
+ *   0: histogram of the variance's high 16 bits + count of nonzero variances
+ *   1: histogram of the low 15 bits inside the chosen bucket
+ *   2: per-block counts of positions whose variance equals the threshold
+ *   3: per model sum of squared masked deltas (the matrix weights)
+ * With select_topk >= 1 only pass 3's sums run (as pass 0).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "sparsify.h"
+
+enum { P_SELECT_TOPK, P_INT8_MASK, N_PARAMS };
+
+static const struct smelt_param_def params[N_PARAMS] = {
+    [P_SELECT_TOPK] = {"select_topk", SMELT_PARAM_FLOAT, SMELT_SCOPE_GLOBAL, false, 1.0, -INFINITY,
+                       INFINITY, NULL,
+                       "fraction of the positions with nonzero variance across models kept "
+                       "(>= 1 keeps all)",
+                       false},
+    [P_INT8_MASK] = {"int8_mask", SMELT_PARAM_BOOL, SMELT_SCOPE_GLOBAL, false, 0, 0, 1, NULL,
+                     "accepted for mergekit compatibility; no effect on results", true},
+};
+
+#define SCE_MAX_MODELS 128
+
+struct sce_state {
+	int n;
+	bool select;
+	float topk;
+	int weight_pass;   /* pass summing squared deltas */
+	struct sp_cut cut; /* the top-k positions by variance */
+	float *omega;      /* [n] matrix weights */
+};
+
+static const struct sp_radix *const radix = &sp_radix2;
+
+static int sce_check(const struct smelt_tensor_job *job, struct smelt_err *err)
+{
+	if (!job->has_base)
+		return smelt_fail(err, SMELT_EINVAL, "sce: tensor %s: needs a base model",
+		                  job->name);
+	if (job->n_models > SCE_MAX_MODELS)
+		return smelt_fail(err, SMELT_EINVAL,
+		                  "sce: tensor %s: %d models, at most %d supported", job->name,
+		                  job->n_models, SCE_MAX_MODELS);
+	return 0;
+}
+
+static void sce_release(struct smelt_tensor_job *job)
+{
+	struct sce_state *s = job->state;
+
+	if (!s)
+		return;
+	sp_cut_release(&s->cut);
+	free(s->omega);
+	free(s);
+	job->state = NULL;
+}
+
+static int sce_setup(struct smelt_tensor_job *job, struct smelt_err *err)
+{
+	struct sce_state *s = calloc(1, sizeof(*s));
+	double topk = smelt_pg(job, P_SELECT_TOPK);
+
+	if (!s)
+		return smelt_fail(err, SMELT_ENOMEM, "%s: out of memory", job->name);
+	job->state = s;
+	s->n = job->n_models;
+	s->omega = calloc(s->n ? (size_t)s->n : 1, sizeof(float));
+	if (!s->omega) {
+		sce_release(job);
+		return smelt_fail(err, SMELT_ENOMEM, "%s: out of memory", job->name);
+	}
+	s->select = topk < 1.0;
+	/* mergekit: k = int(|topk| * count_nonzero(var)); the count is an int64
+	 * tensor, so the product is an f32 tensor before the floor. */
+	s->topk = (float)fabs(topk);
+	if (s->select) {
+		job->acc_bytes[0] = ((1u << radix->width[0]) + 1) * sizeof(double);
+		job->acc_bytes[1] = (1u << radix->width[1]) * sizeof(double);
+		job->acc_bytes[2] = sizeof(double);
+		s->weight_pass = 3;
+	}
+	job->acc_bytes[s->weight_pass] = (size_t)s->n * sizeof(double);
+	job->n_passes = s->weight_pass + 1;
+	return 0;
+}
+
+/* Population variance of the deltas at position j, rounded to f32 (torch
+ * accumulates in double on the CPU). */
+static float position_variance(const struct smelt_block *b, int n, size_t j)
+{
+	double mean = 0, var = 0;
+
+	for (int i = 0; i < n; i++)
+		mean += (double)(b->x[i][j] - b->base[j]);
+	mean /= n;
+	for (int i = 0; i < n; i++) {
+		double d = (double)(b->x[i][j] - b->base[j]) - mean;
+
+		var += d * d;
+	}
+	return (float)(var / n);
+}
+
+static void sce_stats(struct smelt_tensor_job *job, int pass, const struct smelt_block *b,
+                      void *accv)
+{
+	struct sce_state *s = job->state;
+	size_t len = (size_t)(b->nrows * job->cols);
+	double *acc = accv;
+
+	if (pass == s->weight_pass) {
+		struct sp_walk w;
+
+		if (s->select)
+			sp_walk_init(&w, &s->cut, b->index);
+		for (size_t j = 0; j < len; j++) {
+			bool keep = !s->select ||
+			            sp_cut_take(&s->cut, &w, sp_key(position_variance(b, s->n, j)));
+
+			if (!keep)
+				continue;
+			for (int i = 0; i < s->n; i++) {
+				double d = (double)(b->x[i][j] - b->base[j]);
+
+				acc[i] += d * d;
+			}
+		}
+		return;
+	}
+	if (pass == 0) {
+		double *count = acc + (1u << radix->width[0]);
+
+		for (size_t j = 0; j < len; j++) {
+			uint32_t key = sp_key(position_variance(b, s->n, j));
+
+			acc[key >> radix->shift[0]] += 1.0;
+			*count += key != 0;
+		}
+	} else if (pass == 1) {
+		if (!sp_cut_pending(&s->cut, radix))
+			return;
+		for (size_t j = 0; j < len; j++)
+			sp_cut_hist(&s->cut, radix, sp_key(position_variance(b, s->n, j)), acc);
+	} else {
+		uint64_t ties = 0;
+
+		if (s->cut.kind != SP_CUT_SELECT)
+			return;
+		for (size_t j = 0; j < len; j++)
+			ties += sp_key(position_variance(b, s->n, j)) == s->cut.key;
+		sp_cut_set_ties(&s->cut, b->index, ties);
+	}
+}
+
+static void matrix_weights(struct sce_state *s, const double *sq, uint64_t numel)
+{
+	double total = 0;
+
+	/* mergekit: w_i = sum(d_i^2) / numel, normalised; all zero: uniform */
+	for (int i = 0; i < s->n; i++)
+		total += sq[i] / (double)numel;
+	for (int i = 0; i < s->n; i++)
+		s->omega[i] =
+		    total == 0 ? (float)(1.0 / s->n) : (float)(sq[i] / (double)numel / total);
+}
+
+static int sce_finish(struct smelt_tensor_job *job, int pass, const void *accv,
+                      struct smelt_err *err)
+{
+	struct sce_state *s = job->state;
+	const double *acc = accv;
+
+	if (pass == s->weight_pass) {
+		matrix_weights(s, acc, job->numel);
+		return 0;
+	}
+	if (pass == 0) {
+		double count = acc[1u << radix->width[0]];
+		uint64_t k = (uint64_t)floorf((float)count * s->topk);
+
+		if (sp_cut_init(&s->cut, k, job->numel, job->n_blocks) != 0)
+			return smelt_fail(err, SMELT_ENOMEM, "%s: out of memory", job->name);
+		if (s->cut.kind == SP_CUT_SELECT)
+			sp_cut_level_done(&s->cut, radix, acc);
+	} else if (pass == 1) {
+		if (sp_cut_pending(&s->cut, radix))
+			sp_cut_level_done(&s->cut, radix, acc);
+	} else {
+		sp_cut_ties_done(&s->cut, job->n_blocks);
+	}
+	return 0;
+}
+
+static void sce_merge(const struct smelt_tensor_job *job, const struct smelt_block *b, float *out)
+{
+	const struct sce_state *s = job->state;
+	size_t len = (size_t)(b->nrows * job->cols);
+	float d[SCE_MAX_MODELS];
+	struct sp_walk w;
+
+	if (s->select)
+		sp_walk_init(&w, &s->cut, b->index);
+	for (size_t j = 0; j < len; j++) {
+		bool keep =
+		    !s->select || sp_cut_take(&s->cut, &w, sp_key(position_variance(b, s->n, j)));
+		float vote = 0, mixed = 0, div = 0;
+
+		for (int i = 0; i < s->n; i++) {
+			d[i] = keep ? b->x[i][j] - b->base[j] : 0.0f;
+			vote += d[i];
+		}
+		/* erase minority signs on the unweighted deltas; zeros never agree */
+		for (int i = 0; i < s->n; i++) {
+			if (vote >= 0.0f ? d[i] > 0.0f : d[i] < 0.0f) {
+				mixed += d[i] * s->omega[i];
+				div += s->omega[i];
+			}
+		}
+		if (div == 0.0f)
+			div = 1.0f;
+		out[j] = b->base[j] + mixed / div;
+	}
+}
+
+const struct smelt_method smelt_method_sce = {
+    .name = "sce",
+    .summary = "SCE: keep high-variance positions, weight models by delta energy, erase minority "
+               "signs",
+    .help = "d_i = x_i - base. If select_topk < 1: per position the population variance of the\n"
+            "d_i across models; keep the k = floor(f32(#nonzero variances * select_topk))\n"
+            "positions of largest variance (equal variances: the earlier position first) and\n"
+            "zero the rest in every d_i. Matrix weights w_i = mean(d_i^2) / sum_j mean(d_j^2)\n"
+            "(uniform when all are 0). Per element the sign s = + if sum_i d_i >= 0 else -\n"
+            "(unweighted); y = base + sum_agree w_i d_i / sum_agree w_i (an empty agreement\n"
+            "adds nothing). Needs a base; no weight or lambda parameters.",
+    .paper = "FuseChat-3.0 / SCE: Wan et al., FuseChat: Knowledge Fusion of Chat Models, "
+             "arXiv:2408.07990",
+    .base = SMELT_BASE_REQUIRED,
+    .min_models = 1,
+    .max_models = 0,
+    .flags = 0,
+    .params = params,
+    .n_params = N_PARAMS,
+    .check = sce_check,
+    .setup = sce_setup,
+    .stats = sce_stats,
+    .finish = sce_finish,
+    .merge = sce_merge,
+    .release = sce_release,
+};
