@@ -238,6 +238,22 @@ static void fmt_bound(char *buf, size_t size, double x)
 		snprintf(buf, size, "%g", x);
 }
 
+/* How to write a number string so YAML 1.1 reads a float: "1e-8" ->
+ * "1.0e-8", "2E5" -> "2.0e+5"; other text is quoted back unchanged. */
+static void yaml11_float_spelling(const char *s, char *out, size_t size)
+{
+	const char *e = strpbrk(s, "eE");
+	int mant = e ? (int)(e - s) : (int)strlen(s);
+	bool dot = memchr(s, '.', (size_t)mant) != NULL;
+
+	if (!e) {
+		snprintf(out, size, "%s%s", s, dot ? "" : ".0");
+		return;
+	}
+	snprintf(out, size, "%.*s%s%c%s%s", mant, s, dot ? "" : ".0", *e,
+		 e[1] == '-' || e[1] == '+' ? "" : "+", e + 1);
+}
+
 /* One scalar (or list element) against the parameter's definition. */
 static void check_scalar(struct vctx *v, const struct smelt_pvalue *pv,
 			 const struct smelt_param_def *def)
@@ -264,10 +280,16 @@ static void check_scalar(struct vctx *v, const struct smelt_pvalue *pv,
 			       pv->str);
 			return;
 		}
-		warn_at(v, false, path,
-			"'%s' is a string in YAML 1.1 (a float needs a decimal point there); "
-			"read as the number %g, as mergekit's schema does (write %s to be clear)",
-			pv->str, x, strchr(pv->str, '.') ? pv->str : "e.g. 1.0e-5");
+		{
+			char clear[96];
+
+			yaml11_float_spelling(pv->str, clear, sizeof(clear));
+			warn_at(v, false, path,
+				"'%s' is a string in YAML 1.1 (a float needs a decimal point and "
+				"a signed exponent there); read as the number %g, as mergekit's "
+				"schema does (write %s to be clear)",
+				pv->str, x, clear);
+		}
 		break;
 	case SMELT_PV_NUMBER: x = pv->num; break;
 	default: return;
@@ -457,12 +479,14 @@ static void check_counts(struct vctx *v)
 			}
 			/* fall through */
 		case SMELT_BASE_OPTIONAL:
-			if (base && r->uses_slices && !base_listed)
+			if (base && r->uses_slices && !base_listed) {
 				err_at(v, path,
 				       "the base model %s is not one of this slice's sources, so its "
 				       "layers are not available (mergekit: 'Base model not in input "
 				       "tensors'); add it as a source with the same layer_range",
 				       base);
+				continue; /* the model count would only repeat it */
+			}
 			break;
 		case SMELT_BASE_AS_MODEL:
 			if (base && (base_listed || !r->uses_slices))
