@@ -1,0 +1,79 @@
+/* task_arithmetic.c: base plus a weighted sum of task vectors (mergekit
+ * "task_arithmetic", the generalized task arithmetic without sparsification
+ * or sign consensus). */
+#include <math.h>
+
+#include "smelt/method.h"
+
+enum { P_WEIGHT, P_DENSITY, P_LAMBDA, P_NORMALIZE, P_RESCALE, P_INT8_MASK, N_PARAMS };
+
+static const struct smelt_param_def params[N_PARAMS] = {
+	[P_WEIGHT] = {"weight", SMELT_PARAM_FLOAT, SMELT_SCOPE_MODEL, true, 0, -INFINITY, INFINITY,
+		      NULL, "weight of this model's task vector (model - base)", false},
+	[P_DENSITY] = {"density", SMELT_PARAM_FLOAT, SMELT_SCOPE_MODEL, false, 1, -INFINITY,
+		       INFINITY, NULL,
+		       "accepted for mergekit compatibility; task_arithmetic does not sparsify",
+		       true},
+	[P_LAMBDA] = {"lambda", SMELT_PARAM_FLOAT, SMELT_SCOPE_GLOBAL, false, 1, -INFINITY, INFINITY,
+		      NULL, "scale of the merged task vector", false},
+	[P_NORMALIZE] = {"normalize", SMELT_PARAM_BOOL, SMELT_SCOPE_GLOBAL, false, 0, 0, 1, NULL,
+			 "divide the weighted sum by the sum of the weights", false},
+	[P_RESCALE] = {"rescale", SMELT_PARAM_BOOL, SMELT_SCOPE_GLOBAL, false, 0, 0, 1, NULL,
+		       "accepted for mergekit compatibility; without sparsification there is "
+		       "nothing to rescale",
+		       true},
+	[P_INT8_MASK] = {"int8_mask", SMELT_PARAM_BOOL, SMELT_SCOPE_GLOBAL, false, 0, 0, 1, NULL,
+			 "accepted for mergekit compatibility; no effect on results", true},
+};
+
+static double weight_of(const struct smelt_tensor_job *job, int i)
+{
+	return (double)(float)smelt_pm(job, i, P_WEIGHT);
+}
+
+/* mergekit's divisor: the weight sum, replaced by 1 when |sum| < 1e-8. */
+static double divisor(const struct smelt_tensor_job *job)
+{
+	double s = 0;
+
+	if (smelt_pg(job, P_NORMALIZE) == 0)
+		return 1.0;
+	for (int i = 0; i < job->n_models; i++)
+		s += weight_of(job, i);
+	return fabs(s) < 1e-8 ? 1.0 : s;
+}
+
+static void ta_merge(const struct smelt_tensor_job *job, const struct smelt_block *b, float *out)
+{
+	size_t n = (size_t)(b->nrows * job->cols);
+	double scale = smelt_pg(job, P_LAMBDA) / divisor(job);
+
+	for (size_t e = 0; e < n; e++) {
+		double s = 0;
+
+		for (int i = 0; i < job->n_models; i++) {
+			float d = b->x[i][e] - b->base[e];
+
+			s += weight_of(job, i) * (double)d;
+		}
+		out[e] = (float)((double)b->base[e] + (float)(s * scale));
+	}
+}
+
+const struct smelt_method smelt_method_task_arithmetic = {
+	.name = "task_arithmetic",
+	.summary = "base + lambda * weighted sum of task vectors",
+	.help = "y = b + lambda * sum_i weight_i * (x_i - b), divided by sum_i weight_i when\n"
+		"normalize is true (default false; a weight sum below 1e-8 in magnitude\n"
+		"divides by 1). weight is per model and required; lambda (default 1) and\n"
+		"normalize are global. A base is required. density (per model), rescale\n"
+		"and int8_mask are accepted like mergekit does but change nothing here.",
+	.paper = "Ilharco et al. 2023, Editing Models with Task Arithmetic, "
+		 "https://arxiv.org/abs/2212.04089",
+	.base = SMELT_BASE_REQUIRED,
+	.min_models = 1,
+	.max_models = 0,
+	.params = params,
+	.n_params = N_PARAMS,
+	.merge = ta_merge,
+};
