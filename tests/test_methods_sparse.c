@@ -373,6 +373,737 @@ TEST(known_answers_tiny_blocks)
 	run_all_cases("4", 1);
 }
 
+/* ---- DELLA keep probabilities ---- */
+
+static void check_della_probs(const char *file)
+{
+	char rel[256];
+	cJSON *cs;
+	const cJSON *models, *kp, *tn;
+	int checked = 0;
+
+	snprintf(rel, sizeof(rel), "testdata/methods/%s", file);
+	cs = load_json(rel);
+	CHECK(cs != NULL);
+	if (!cs)
+		return;
+	models = cJSON_GetObjectItem(cs, "models");
+	kp = cJSON_GetObjectItem(cJSON_GetObjectItem(cs, "random"), "keep_probabilities");
+	cJSON_ArrayForEach(tn, cJSON_GetObjectItem(cs, "tensors"))
+	{
+		struct tensor_in t;
+		const cJSON *e;
+		int i = 0;
+
+		tensor_load(&t, tn->valuestring, models);
+		cJSON_ArrayForEach(e, models)
+		{
+			const cJSON *tp = cJSON_GetObjectItem(
+			    cJSON_GetObjectItem(cs, "resolved_tensor_parameters"), e->valuestring);
+			double density = cJSON_GetObjectItem(tp, "density")->valuedouble;
+			double eps = cJSON_GetObjectItem(tp, "epsilon")->valuedouble;
+			size_t np;
+			float *want = json_floats(
+			    cJSON_GetObjectItem(cJSON_GetObjectItem(kp, tn->valuestring),
+			                        e->valuestring),
+			    &np);
+			size_t cols = t.ndim == 2 ? (size_t)t.shape[1] : t.n;
+			float *d = malloc(t.n * sizeof(float)), *p = malloc(t.n * sizeof(float));
+			uint64_t *scratch = malloc(cols * sizeof(uint64_t));
+
+			CHECK_EQ_INT(np, t.n);
+			for (size_t j = 0; j < t.n; j++)
+				d[j] = t.x[i][j] - t.base[j];
+			for (size_t r = 0; r < t.n / cols; r++)
+				sp_della_row_probs(d + r * cols, cols, density, eps, p + r * cols,
+				                   scratch);
+			for (size_t j = 0; j < t.n && j < np; j++) {
+				/* ranks among zero deltas are arbitrary in mergekit */
+				if (d[j] == 0)
+					continue;
+				CHECK_MSG(fabsf(p[j] - want[j]) <= 1e-6f,
+				          "%s %s %s[%zu]: p %.9g want %.9g", file, t.name,
+				          e->valuestring, j, p[j], want[j]);
+				checked++;
+			}
+			free(want);
+			free(d);
+			free(p);
+			free(scratch);
+			i++;
+		}
+		tensor_free(&t);
+	}
+	CHECK(checked > 1000);
+	cJSON_Delete(cs);
+}
+
+TEST(della_keep_probabilities)
+{
+	check_della_probs("case_della_d0.6.json");
+	check_della_probs("case_della_linear_d0.6_eps0.1.json");
+}
+
+/* ---- random methods with smelt's RNG ---- */
+
+/* One model alone with weight 1: output - base is the sparsified delta. */
+static void check_one_model_invariants(const char *method, double density, double eps)
+{
+	const struct smelt_method *m = method_by_name(method);
+	const char *names[] = {"model.embed_tokens.weight", "model.layers.0.mlp.up_proj.weight",
+	                       "model.layers.0.self_attn.q_proj.weight"};
+	cJSON *list = cJSON_CreateArray();
+	double kept_total = 0, p_total = 0, var_total = 0;
+
+	cJSON_AddItemToArray(list, cJSON_CreateString("pt_large"));
+	for (size_t ti = 0; ti < 3; ti++) {
+		struct tensor_in t;
+
+		tensor_load(&t, names[ti], list);
+		for (uint64_t seed = 1; seed <= 20; seed++) {
+			struct job_buf jb;
+			struct smelt_err err = {0};
+			float *out = calloc(t.n, sizeof(float));
+			double l1 = 0, l1s = 0, scale = 0;
+			int rc;
+
+			job_init(&jb, m, &t, 1, seed);
+			set_model(&jb, m, 0, "weight", 1.0);
+			set_model(&jb, m, 0, "density", density);
+			if (eps > 0)
+				set_model(&jb, m, 0, "epsilon", eps);
+			rc = run(m, &jb, &t, out, 1, &err);
+			CHECK_MSG(rc == 0, "%s: %s", method, err.msg);
+			for (size_t j = 0; j < t.n; j++) {
+				float d = t.x[0][j] - t.base[j];
+				float y = out[j] - t.base[j];
+
+				l1 += fabs((double)d);
+				l1s += fabs((double)y);
+				if (y == 0.0f || d == 0.0f)
+					continue;
+				kept_total += 1;
+				/* one positive scale per draw */
+				if (scale == 0)
+					scale = (double)y / (double)d;
+				CHECK_MSG(fabs((double)y / (double)d - scale) <= 1e-5 * scale,
+				          "%s: entry %zu scale %g vs %g", method, j,
+				          (double)y / (double)d, scale);
+			}
+			CHECK(scale > 0);
+			/* L1 rescale: base + s*d rounds, so compare loosely */
+			CHECK_MSG(fabs(l1s - l1) <= 1e-4 * l1, "%s: L1 %g vs %g", method, l1s, l1);
+			free(out);
+		}
+		p_total += 20.0 * (double)t.n * density;
+		var_total += 20.0 * (double)t.n * density * (1 - density);
+		tensor_free(&t);
+	}
+	/* pt_large has no zero deltas: the kept count is a sum of Bernoullis
+	 * with mean probability density (DELLA's p average to density per row) */
+	CHECK_MSG(fabs(kept_total - p_total) <= 5 * sqrt(var_total) + 1, "%s: kept %g expected %g",
+	          method, kept_total, p_total);
+	cJSON_Delete(list);
+}
+
+TEST(random_invariants)
+{
+	check_one_model_invariants("dare_linear", 0.3, 0);
+	check_one_model_invariants("dare_ties", 0.7, 0);
+	check_one_model_invariants("della_linear", 0.5, 0.2);
+	check_one_model_invariants("della", 0.4, 0.1);
+}
+
+static void check_monte_carlo(const char *file, int runs)
+{
+	char rel[256];
+	cJSON *cs;
+	const cJSON *models, *mc, *tn, *tol;
+	const struct smelt_method *m;
+	double atol, worst = 0;
+
+	snprintf(rel, sizeof(rel), "testdata/methods/%s", file);
+	cs = load_json(rel);
+	CHECK(cs != NULL);
+	if (!cs)
+		return;
+	m = method_by_name(cJSON_GetObjectItem(cs, "method")->valuestring);
+	models = cJSON_GetObjectItem(cs, "models");
+	mc = cJSON_GetObjectItem(cJSON_GetObjectItem(cs, "random"), "monte_carlo");
+	tol = cJSON_GetObjectItem(cs, "tolerance");
+	atol = cJSON_GetObjectItem(tol, "atol")->valuedouble;
+	double mk_runs = cJSON_GetObjectItem(mc, "runs")->valuedouble;
+
+	cJSON_ArrayForEach(tn, cJSON_GetObjectItem(cs, "tensors"))
+	{
+		struct tensor_in t;
+		size_t n1, n2;
+		float *mean_mk, *std_mk, *out;
+		double *sum;
+
+		tensor_load(&t, tn->valuestring, models);
+		mean_mk = json_floats(
+		    cJSON_GetObjectItem(cJSON_GetObjectItem(mc, "mean"), tn->valuestring), &n1);
+		std_mk = json_floats(
+		    cJSON_GetObjectItem(cJSON_GetObjectItem(mc, "std"), tn->valuestring), &n2);
+		out = calloc(t.n, sizeof(float));
+		sum = calloc(t.n, sizeof(double));
+		for (int r = 0; r < runs; r++) {
+			struct job_buf jb;
+			struct smelt_err err = {0};
+
+			job_init(&jb, m, &t, N_MODELS, 9000 + (uint64_t)r);
+			job_params_from_case(&jb, m, cs);
+			if (run(m, &jb, &t, out, 1, &err) != 0) {
+				check_fail(__FILE__, __LINE__, "%s: %s", file, err.msg);
+				break;
+			}
+			for (size_t j = 0; j < t.n; j++)
+				sum[j] += out[j];
+		}
+		for (size_t j = 0; j < t.n && j < n1 && j < n2; j++) {
+			double mean = sum[j] / runs, sd = std_mk[j];
+			double bound = 5 * sqrt(sd * sd / runs + sd * sd / mk_runs) + atol;
+			double z = fabs(mean - mean_mk[j]);
+
+			if (sd > 0 && z / (bound) > worst)
+				worst = z / bound;
+			CHECK_MSG(z <= bound, "%s %s[%zu]: mean %.7g mergekit %.7g (bound %.3g)",
+			          file, t.name, j, mean, mean_mk[j], bound);
+		}
+		free(mean_mk);
+		free(std_mk);
+		free(out);
+		free(sum);
+		tensor_free(&t);
+	}
+	printf("  %s: %d runs, worst |mean diff| / bound %.3f\n", file, runs, worst);
+	cJSON_Delete(cs);
+}
+
+TEST(monte_carlo_against_mergekit)
+{
+	check_monte_carlo("case_dare_linear_d0.5.json", 300);
+	check_monte_carlo("case_dare_ties_d0.5.json", 300);
+	check_monte_carlo("case_della_d0.6.json", 300);
+	check_monte_carlo("case_della_linear_d0.6_eps0.1.json", 300);
+}
+
+/* ---- determinism ---- */
+
+TEST(threads_and_blocks_bit_identical)
+{
+	const char *files[] = {"case_ties_d0.3.json",
+	                       "case_dare_ties_d0.5.json",
+	                       "case_dare_linear_d0.5.json",
+	                       "case_breadcrumbs.json",
+	                       "case_breadcrumbs_ties.json",
+	                       "case_della_d0.6.json",
+	                       "case_della_linear_d0.6_eps0.1.json",
+	                       "case_sce_topk0.29_k_float32.json",
+	                       "case_ram.json",
+	                       "case_ramplus_tl.json",
+	                       "case_ties_d0.5_rescale.json"};
+	const char *blocks[] = {NULL, "64", "4", "200"};
+	const int threads[] = {1, 2, 3, 2};
+
+	for (size_t f = 0; f < sizeof(files) / sizeof(files[0]); f++) {
+		char rel[256];
+		cJSON *cs;
+		const cJSON *models, *tn;
+		const struct smelt_method *m;
+
+		snprintf(rel, sizeof(rel), "testdata/methods/%s", files[f]);
+		cs = load_json(rel);
+		CHECK(cs != NULL);
+		if (!cs)
+			continue;
+		m = method_by_name(cJSON_GetObjectItem(cs, "method")->valuestring);
+		models = cJSON_GetObjectItem(cs, "models");
+		cJSON_ArrayForEach(tn, cJSON_GetObjectItem(cs, "tensors"))
+		{
+			struct tensor_in t;
+			float *ref = NULL;
+
+			tensor_load(&t, tn->valuestring, models);
+			for (size_t v = 0; v < 4; v++) {
+				struct job_buf jb;
+				struct smelt_err err = {0};
+				float *out = calloc(t.n, sizeof(float));
+
+				if (blocks[v])
+					setenv("SMELT_BLOCK_BYTES", blocks[v], 1);
+				else
+					unsetenv("SMELT_BLOCK_BYTES");
+				job_init(&jb, m, &t, N_MODELS, 77);
+				job_params_from_case(&jb, m, cs);
+				CHECK_MSG(run(m, &jb, &t, out, threads[v], &err) == 0, "%s",
+				          err.msg);
+				if (!ref)
+					ref = out;
+				else {
+					CHECK_MSG(memcmp(ref, out, t.n * sizeof(float)) == 0,
+					          "%s %s: layout %zu differs", files[f], t.name, v);
+					free(out);
+				}
+			}
+			unsetenv("SMELT_BLOCK_BYTES");
+			free(ref);
+			tensor_free(&t);
+		}
+		cJSON_Delete(cs);
+	}
+}
+
+/* ---- synthetic tensors ---- */
+
+/* A small in-memory problem: base and n models of shape rows x cols. */
+struct synth {
+	struct tensor_in t;
+	float data[N_MODELS + 1][4096];
+};
+
+static void synth_init(struct synth *s, const char *name, uint64_t rows, uint64_t cols)
+{
+	memset(s, 0, sizeof(*s));
+	s->t.name = name;
+	s->t.ndim = rows ? 2 : 1;
+	s->t.shape[0] = rows ? rows : cols;
+	s->t.shape[1] = cols;
+	s->t.n = (size_t)((rows ? rows : 1) * cols);
+	s->t.base = s->data[0];
+	for (int i = 0; i < N_MODELS; i++)
+		s->t.x[i] = s->data[i + 1];
+}
+
+/* Delta of model i at j from a small set of magnitudes, so that many
+ * elements share a magnitude; base values are arbitrary. */
+static void synth_fill_ties(struct synth *s, uint64_t seed)
+{
+	for (size_t j = 0; j < s->t.n; j++) {
+		s->t.base[j] = (float)((int)(smelt_rng_u64(seed, j) % 17) - 8) * 0.125f;
+		for (int i = 0; i < N_MODELS; i++) {
+			uint64_t r = smelt_rng_u64(seed + 1 + (uint64_t)i, j);
+			float mag = (float)(r % 5) * 0.25f; /* 0, .25, .5, .75, 1 */
+
+			s->t.x[i][j] = s->t.base[j] + ((r >> 8) & 1 ? mag : -mag);
+		}
+	}
+}
+
+/* Reference ranking: |d| descending, flat index ascending. */
+static const float *rank_keys;
+
+static int rank_cmp(const void *a, const void *b)
+{
+	size_t i = *(const size_t *)a, j = *(const size_t *)b;
+	float x = fabsf(rank_keys[i]), y = fabsf(rank_keys[j]);
+
+	if (x != y)
+		return x > y ? -1 : 1;
+	return (i > j) - (i < j);
+}
+
+/* kept[j] = 1 for descending ranks [lo, hi). */
+static void reference_band(const float *d, size_t n, size_t lo, size_t hi, unsigned char *kept)
+{
+	size_t *idx = malloc(n * sizeof(size_t));
+
+	for (size_t j = 0; j < n; j++)
+		idx[j] = j;
+	rank_keys = d;
+	qsort(idx, n, sizeof(size_t), rank_cmp);
+	memset(kept, 0, n);
+	for (size_t q = lo; q < hi && q < n; q++)
+		kept[idx[q]] = 1;
+	free(idx);
+}
+
+static void check_band(const char *method, double density, double gamma, uint64_t rows,
+                       uint64_t cols)
+{
+	const struct smelt_method *m = method_by_name(method);
+	static struct synth s;
+	const char *blocks[] = {NULL, "4", "64", "100"};
+	unsigned char kept[4096];
+	float d[4096], out[4096];
+	size_t n, k, lo, hi;
+
+	synth_init(&s, "synthetic.weight", rows, cols);
+	synth_fill_ties(&s, 5 + rows);
+	n = s.t.n;
+	for (size_t j = 0; j < n; j++)
+		d[j] = s.t.x[0][j] - s.t.base[j];
+	k = (size_t)floor(density * (double)n);
+	if (gamma < 0) {
+		lo = 0;
+		hi = k;
+	} else {
+		long n_top = (long)floor(gamma * (double)n);
+		long n_bot = (long)n - (long)k - n_top;
+
+		if (n_bot < 0) {
+			n_top += n_bot;
+			n_bot = 0;
+		}
+		lo = (size_t)n_top;
+		hi = n - (size_t)n_bot;
+	}
+	reference_band(d, n, lo, hi, kept);
+	for (size_t v = 0; v < 4; v++) {
+		struct job_buf jb;
+		struct smelt_err err = {0};
+		size_t bad = 0;
+
+		if (blocks[v])
+			setenv("SMELT_BLOCK_BYTES", blocks[v], 1);
+		else
+			unsetenv("SMELT_BLOCK_BYTES");
+		job_init(&jb, m, &s.t, 1, 1);
+		set_model(&jb, m, 0, "weight", 1.0);
+		set_model(&jb, m, 0, "density", density);
+		if (gamma >= 0)
+			set_model(&jb, m, 0, "gamma", gamma);
+		CHECK_MSG(run(m, &jb, &s.t, out, 1 + (int)(v & 1), &err) == 0, "%s", err.msg);
+		for (size_t j = 0; j < n; j++) {
+			float want = s.t.base[j] + (kept[j] ? d[j] : 0.0f);
+
+			bad += out[j] != want;
+		}
+		CHECK_MSG(bad == 0,
+		          "%s density %g gamma %g %llux%llu block %s: %zu elements differ", method,
+		          density, gamma, (unsigned long long)rows, (unsigned long long)cols,
+		          blocks[v] ? blocks[v] : "default", bad);
+	}
+	unsetenv("SMELT_BLOCK_BYTES");
+}
+
+TEST(selection_tie_rule)
+{
+	/* ties: exactly k kept, equal magnitudes by flat index */
+	check_band("ties", 0.3, -1, 40, 24);
+	check_band("ties", 0.55, -1, 0, 999);
+	check_band("ties", 0.01, -1, 64, 64);
+	check_band("ties", 0.999, -1, 13, 7);
+	/* breadcrumbs bands */
+	check_band("breadcrumbs", 0.6, 0.05, 40, 24);
+	check_band("breadcrumbs", 0.9, 0.2, 50, 8);
+	check_band("breadcrumbs", 0.3, 0.0, 16, 60);
+	check_band("breadcrumbs", 0.5, 0.1, 0, 7); /* floor(gamma*n) = 0 */
+}
+
+TEST(selection_random_magnitudes)
+{
+	/* distinct magnitudes spread over many exponents: exercises all radix levels */
+	static struct synth s;
+	const struct smelt_method *m = method_by_name("ties");
+	unsigned char kept[4096];
+	float d[4096], out[4096];
+
+	synth_init(&s, "wide.weight", 64, 64);
+	for (size_t j = 0; j < s.t.n; j++) {
+		double u = smelt_rng_uniform(42, j);
+
+		s.t.base[j] = 0.5f;
+		s.t.x[0][j] = 0.5f + (float)((u - 0.5) * pow(10.0, (double)(j % 9) - 6.0));
+		d[j] = s.t.x[0][j] - s.t.base[j];
+	}
+	for (int step = 1; step < 20; step++) {
+		double density = step / 20.0;
+		size_t k = (size_t)floor(density * (double)s.t.n);
+		struct job_buf jb;
+		struct smelt_err err = {0};
+		size_t bad = 0;
+
+		reference_band(d, s.t.n, 0, k, kept);
+		setenv("SMELT_BLOCK_BYTES", step & 1 ? "256" : "1000", 1);
+		job_init(&jb, m, &s.t, 1, 1);
+		set_model(&jb, m, 0, "weight", 1.0);
+		set_model(&jb, m, 0, "density", density);
+		CHECK(run(m, &jb, &s.t, out, 2, &err) == 0);
+		for (size_t j = 0; j < s.t.n; j++)
+			bad += out[j] != s.t.base[j] + (kept[j] ? d[j] : 0.0f);
+		CHECK_MSG(bad == 0, "density %g: %zu differ", density, bad);
+	}
+	unsetenv("SMELT_BLOCK_BYTES");
+}
+
+/* ---- edge cases and errors ---- */
+
+TEST(ties_density_keeping_nothing_is_an_error)
+{
+	const struct smelt_method *m = method_by_name("ties");
+	static struct synth s;
+	struct job_buf jb;
+	struct smelt_err err = {0};
+	float out[12];
+
+	synth_init(&s, "model.layers.0.input_layernorm.weight", 0, 12);
+	synth_fill_ties(&s, 3);
+	job_init(&jb, m, &s.t, 2, 1);
+	set_model(&jb, m, 0, "weight", 1.0);
+	set_model(&jb, m, 1, "weight", 1.0);
+	set_model(&jb, m, 1, "density", 0.001);
+	CHECK_EQ_INT(run(m, &jb, &s.t, out, 1, &err), SMELT_EINVAL);
+	CHECK_STR_CONTAINS(err.msg, "model.layers.0.input_layernorm.weight");
+	CHECK_STR_CONTAINS(err.msg, "model 2");
+	CHECK_STR_CONTAINS(err.msg, "density 0.001 keeps 0 of 12 elements");
+	/* one element kept is fine */
+	set_model(&jb, m, 1, "density", 1.0 / 12.0);
+	CHECK_EQ_INT(run(m, &jb, &s.t, out, 1, &err), 0);
+}
+
+TEST(della_checks_and_edges)
+{
+	const struct smelt_method *m = method_by_name("della_linear");
+	static struct synth s;
+	struct job_buf jb;
+	struct smelt_err err = {0};
+	float out[4096];
+
+	synth_init(&s, "model.layers.3.mlp.down_proj.weight", 20, 30);
+	synth_fill_ties(&s, 11);
+	job_init(&jb, m, &s.t, 1, 1);
+	set_model(&jb, m, 0, "weight", 1.0);
+	set_model(&jb, m, 0, "density", 0.2);
+	set_model(&jb, m, 0, "epsilon", 0.3);
+	CHECK_EQ_INT(run(m, &jb, &s.t, out, 1, &err), SMELT_EINVAL);
+	CHECK_STR_CONTAINS(err.msg, "epsilon 0.3 with density 0.2 puts keep probabilities outside "
+	                            "(0,1): need density-epsilon > 0 and density+epsilon < 1");
+	CHECK_STR_CONTAINS(err.msg, "model.layers.3.mlp.down_proj.weight");
+	set_model(&jb, m, 0, "density", 0.9);
+	set_model(&jb, m, 0, "epsilon", 0.1);
+	CHECK_EQ_INT(run(m, &jb, &s.t, out, 1, &err), SMELT_EINVAL);
+
+	/* density >= 1: delta untouched (whatever epsilon) */
+	set_model(&jb, m, 0, "density", 1.0);
+	set_model(&jb, m, 0, "epsilon", 0.5);
+	CHECK_EQ_INT(run(m, &jb, &s.t, out, 1, &err), 0);
+	for (size_t j = 0; j < s.t.n; j++)
+		CHECK(out[j] == s.t.base[j] + (s.t.x[0][j] - s.t.base[j]));
+	/* density <= 0: the delta is dropped */
+	set_model(&jb, m, 0, "density", 0.0);
+	CHECK_EQ_INT(run(m, &jb, &s.t, out, 1, &err), 0);
+	for (size_t j = 0; j < s.t.n; j++)
+		CHECK(out[j] == s.t.base[j]);
+}
+
+TEST(della_single_column_rows)
+{
+	/* rows of one element: mergekit gets 0/0 probabilities; smelt uses
+	 * p = density, so about density of the entries survive */
+	const struct smelt_method *m = method_by_name("della_linear");
+	static struct synth s;
+	float out[4096], p;
+	uint64_t scratch[1];
+	size_t kept = 0;
+
+	synth_init(&s, "score.weight", 4000, 1);
+	for (size_t j = 0; j < s.t.n; j++) {
+		s.t.base[j] = 1.0f;
+		s.t.x[0][j] = 1.5f;
+	}
+	sp_della_row_probs(&(float){0.5f}, 1, 0.4, 0.1, &p, scratch);
+	CHECK(p == 0.4f);
+	for (uint64_t seed = 1; seed <= 3; seed++) {
+		struct job_buf jb;
+		struct smelt_err err = {0};
+
+		job_init(&jb, m, &s.t, 1, seed);
+		set_model(&jb, m, 0, "weight", 1.0);
+		set_model(&jb, m, 0, "density", 0.4);
+		set_model(&jb, m, 0, "epsilon", 0.1);
+		set_global(&jb, m, "rescale", 0);
+		CHECK_EQ_INT(run(m, &jb, &s.t, out, 2, &err), 0);
+		for (size_t j = 0; j < s.t.n; j++) {
+			CHECK(out[j] == 1.0f || out[j] == 1.5f);
+			kept += out[j] == 1.5f;
+		}
+	}
+	CHECK_MSG(fabs((double)kept - 0.4 * 12000) < 5 * sqrt(12000 * 0.24), "kept %zu", kept);
+}
+
+TEST(breadcrumbs_small_gamma_keeps_the_delta)
+{
+	/* mergekit drops the whole delta when floor(gamma*n) = 0; smelt keeps
+	 * the floor(density*n) largest entries */
+	const struct smelt_method *m = method_by_name("breadcrumbs");
+	static struct synth s;
+	struct job_buf jb;
+	struct smelt_err err = {0};
+	float out[4096];
+	size_t nz = 0;
+
+	synth_init(&s, "model.norm.weight", 0, 7);
+	for (size_t j = 0; j < 7; j++) {
+		s.t.base[j] = 1.0f;
+		s.t.x[0][j] = 1.0f + 0.125f * (float)(j + 1);
+	}
+	job_init(&jb, m, &s.t, 1, 1);
+	set_model(&jb, m, 0, "weight", 1.0);
+	set_model(&jb, m, 0, "density", 0.5);
+	set_model(&jb, m, 0, "gamma", 0.1);
+	CHECK_EQ_INT(run(m, &jb, &s.t, out, 1, &err), 0);
+	for (size_t j = 0; j < 7; j++) {
+		nz += out[j] != 1.0f;
+		CHECK(j < 4 ? out[j] == 1.0f : out[j] == s.t.x[0][j]);
+	}
+	CHECK_EQ_INT(nz, 3);
+	/* gamma 0 on a 960-element tensor: floor(0.4 * 960) = 384 kept */
+	synth_init(&s, "model.layers.0.mlp.up_proj.weight", 40, 24);
+	synth_fill_ties(&s, 8);
+	for (size_t j = 0; j < s.t.n; j++)
+		s.t.x[0][j] = s.t.base[j] + 0.001f * (float)(j + 1);
+	set_model(&jb, m, 0, "density", 0.4);
+	set_model(&jb, m, 0, "gamma", 0.0);
+	job_init(&jb, m, &s.t, 1, 1);
+	set_model(&jb, m, 0, "weight", 1.0);
+	set_model(&jb, m, 0, "density", 0.4);
+	set_model(&jb, m, 0, "gamma", 0.0);
+	CHECK_EQ_INT(run(m, &jb, &s.t, out, 1, &err), 0);
+	nz = 0;
+	for (size_t j = 0; j < s.t.n; j++)
+		nz += out[j] != s.t.base[j];
+	CHECK_EQ_INT(nz, 384);
+}
+
+/* ---- properties ---- */
+
+static void run_synth(const char *method, struct synth *s, int n_models, const double *w,
+                      double density, double lambda, float *out)
+{
+	const struct smelt_method *m = method_by_name(method);
+	struct job_buf jb;
+	struct smelt_err err = {0};
+
+	job_init(&jb, m, &s->t, n_models, 3);
+	for (int i = 0; i < n_models; i++) {
+		if (smelt_method_param(m, "weight") >= 0)
+			set_model(&jb, m, i, "weight", w[i]);
+		if (smelt_method_param(m, "density") >= 0)
+			set_model(&jb, m, i, "density", density);
+	}
+	if (smelt_method_param(m, "lambda") >= 0)
+		set_global(&jb, m, "lambda", lambda);
+	CHECK_MSG(run(m, &jb, &s->t, out, 2, &err) == 0, "%s: %s", method, err.msg);
+}
+
+TEST(self_merge_is_identity)
+{
+	static struct synth s;
+	const char *methods[] = {
+	    "ties",  "dare_ties",    "dare_linear", "breadcrumbs", "breadcrumbs_ties",
+	    "della", "della_linear", "sce",         "ram",         "ramplus_tl"};
+	const double w[N_MODELS] = {0.2, 0.3, 0.5};
+	float out[4096];
+
+	synth_init(&s, "same.weight", 30, 40);
+	synth_fill_ties(&s, 21);
+	for (int i = 1; i < N_MODELS; i++)
+		memcpy(s.t.x[i], s.t.x[0], s.t.n * sizeof(float));
+	for (size_t k = 0; k < sizeof(methods) / sizeof(methods[0]); k++) {
+		size_t bad = 0;
+
+		run_synth(methods[k], &s, N_MODELS, w, 1.0, 1.0, out);
+		for (size_t j = 0; j < s.t.n; j++) {
+			/* non-normalizing variants give b + (sum w) d = x as sum w = 1 */
+			float want = s.t.x[0][j];
+
+			bad += fabsf(out[j] - want) > 1e-6f;
+		}
+		CHECK_MSG(bad == 0, "%s: %zu elements differ from the model", methods[k], bad);
+	}
+}
+
+TEST(lambda_zero_gives_base)
+{
+	static struct synth s;
+	const char *methods[] = {"ties", "dare_ties", "dare_linear", "breadcrumbs", "della_linear"};
+	const double w[N_MODELS] = {0.7, -0.4, 1.3};
+	float out[4096];
+
+	synth_init(&s, "l0.weight", 20, 20);
+	synth_fill_ties(&s, 4);
+	for (size_t k = 0; k < sizeof(methods) / sizeof(methods[0]); k++) {
+		run_synth(methods[k], &s, N_MODELS, w, 0.5, 0.0, out);
+		for (size_t j = 0; j < s.t.n; j++)
+			CHECK_MSG(out[j] == s.t.base[j], "%s[%zu]", methods[k], j);
+	}
+}
+
+TEST(ties_without_conflicts_is_task_arithmetic)
+{
+	static struct synth s;
+	const double w[N_MODELS] = {0.5, 0.25, 1.0};
+	float out[4096];
+
+	synth_init(&s, "agree.weight", 10, 30);
+	for (size_t j = 0; j < s.t.n; j++) {
+		float sign = j % 3 ? 1.0f : -1.0f;
+
+		s.t.base[j] = 0.25f * (float)(j % 7);
+		for (int i = 0; i < N_MODELS; i++)
+			s.t.x[i][j] =
+			    s.t.base[j] + sign * 0.125f * (float)(1 + (j + (size_t)i) % 5);
+	}
+	run_synth("ties", &s, N_MODELS, w, 1.0, 1.0, out);
+	for (size_t j = 0; j < s.t.n; j++) {
+		double sum = 0;
+
+		for (int i = 0; i < N_MODELS; i++)
+			sum += w[i] * (double)(s.t.x[i][j] - s.t.base[j]);
+		CHECK_NEAR(out[j], s.t.base[j] + sum / 1.75, 1e-6);
+	}
+}
+
+TEST(sce_identical_models)
+{
+	/* no variance anywhere: select_topk < 1 keeps no position -> base */
+	const struct smelt_method *m = method_by_name("sce");
+	static struct synth s;
+	struct job_buf jb;
+	struct smelt_err err = {0};
+	float out[4096];
+
+	synth_init(&s, "sce.weight", 12, 12);
+	synth_fill_ties(&s, 9);
+	for (int i = 1; i < N_MODELS; i++)
+		memcpy(s.t.x[i], s.t.x[0], s.t.n * sizeof(float));
+	job_init(&jb, m, &s.t, N_MODELS, 1);
+	set_global(&jb, m, "select_topk", 0.5);
+	CHECK_EQ_INT(run(m, &jb, &s.t, out, 2, &err), 0);
+	for (size_t j = 0; j < s.t.n; j++)
+		CHECK(out[j] == s.t.base[j]);
+}
+
+TEST(metadata)
+{
+	for (size_t i = 0; i < sizeof(my_method_list) / sizeof(my_method_list[0]); i++) {
+		const struct smelt_method *m = my_method_list[i];
+
+		CHECK_STR_CONTAINS(my_methods[i], m->name);
+		CHECK(m->summary && m->help && m->paper);
+		CHECK(m->base == SMELT_BASE_REQUIRED);
+		CHECK(strchr(m->summary, '\n') == NULL);
+		for (int p = 0; p < m->n_params; p++) {
+			CHECK(m->params[p].help != NULL);
+			if (strcmp(m->params[p].name, "int8_mask") == 0)
+				CHECK(m->params[p].unused);
+		}
+	}
+	CHECK(smelt_method_find("ties") == &smelt_method_ties);
+	CHECK(smelt_method_param(&smelt_method_dare_ties, "normalize") >= 0);
+	CHECK(smelt_method_ties.params[smelt_method_param(&smelt_method_ties, "normalize")].def ==
+	      1);
+	CHECK(
+	    smelt_method_dare_ties.params[smelt_method_param(&smelt_method_dare_ties, "normalize")]
+	        .def == 0);
+	CHECK(smelt_method_della.params[smelt_method_param(&smelt_method_della, "epsilon")].def ==
+	      0.15);
+	CHECK(smelt_method_param(&smelt_method_sce, "weight") < 0);
+	CHECK(smelt_method_param(&smelt_method_sce, "lambda") < 0);
+}
+
 int main(void)
 {
 	inputs = load_json("testdata/methods/inputs.json");
@@ -382,6 +1113,21 @@ int main(void)
 	}
 	RUN(known_answers_default_layout);
 	RUN(known_answers_tiny_blocks);
+	RUN(della_keep_probabilities);
+	RUN(random_invariants);
+	RUN(monte_carlo_against_mergekit);
+	RUN(threads_and_blocks_bit_identical);
+	RUN(selection_tie_rule);
+	RUN(selection_random_magnitudes);
+	RUN(ties_density_keeping_nothing_is_an_error);
+	RUN(della_checks_and_edges);
+	RUN(della_single_column_rows);
+	RUN(breadcrumbs_small_gamma_keeps_the_delta);
+	RUN(self_merge_is_identity);
+	RUN(lambda_zero_gives_base);
+	RUN(ties_without_conflicts_is_task_arithmetic);
+	RUN(sce_identical_models);
+	RUN(metadata);
 	cJSON_Delete(inputs);
 	return check_summary();
 }
