@@ -401,6 +401,26 @@ static void check_params(struct vctx *v)
 	}
 }
 
+/* `t: 0.5` at the top level instead of under parameters: (an indentation
+ * slip seen in published recipes): point at the right place. */
+static void hint_misplaced_params(struct vctx *v)
+{
+	size_t n = v->diag->n;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct smelt_diag_item *it = &v->diag->items[i];
+
+		if (!it->strict || !*it->path || strpbrk(it->path, ".[") ||
+		    strncmp(it->msg, "unknown key in the recipe", 25) != 0 ||
+		    smelt_method_param(v->m, it->path) < 0)
+			continue;
+		warn_at(v, false, it->path,
+			"'%s' is a parameter of %s: it belongs under parameters: (check the "
+			"indentation); here it has no effect",
+			it->path, v->m->name);
+	}
+}
+
 static const char *slice_base(const struct smelt_recipe *r, const struct smelt_slice *sl)
 {
 	return sl->base_model ? sl->base_model : r->base_model;
@@ -581,6 +601,7 @@ int smelt_recipe_validate(const struct smelt_recipe *r, bool strict, struct smel
 	check_misc(&v);
 	if (v.m && r->n_slices) {
 		check_params(&v);
+		hint_misplaced_params(&v);
 		check_required(&v);
 		check_counts(&v);
 	}

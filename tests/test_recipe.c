@@ -4,6 +4,7 @@
  * writers. Tests that need a method skip with a note when the registry does
  * not hold it.
  */
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -515,6 +516,110 @@ TEST(base_and_counts)
 	smelt_diag_release(&d);
 }
 
+/* Every corpus recipe, damaged in many ways (truncated, bytes replaced by
+ * YAML punctuation): parse, validate, resolve and write must never crash or
+ * leak (ASan/UBSan builds), whatever they report. */
+TEST(damaged_recipes_are_handled)
+{
+	static const char punct[] = ":-[]{}\n #'\"0.,&*!|>~\t";
+	static const char *const params[] = {"weight", "t", "density", "normalize", "lambda"};
+	static const char *const tensors[] = {"model.embed_tokens.weight",
+					      "model.layers.3.self_attn.q_proj.weight",
+					      "model.layers.3.mlp.up_proj.weight", "lm_head.weight"};
+	char dir[1024], path[1200];
+	unsigned long long rng = 88172645463325252ull;
+	int parsed = 0;
+	struct dirent *de;
+	DIR *dp;
+
+	check_shared("testdata/mergekit-recipes", dir, sizeof(dir));
+	dp = opendir(dir);
+	CHECK(dp != NULL);
+	while (dp && (de = readdir(dp))) {
+		size_t nl = strlen(de->d_name);
+		FILE *fp;
+		char *text, *json;
+		long len;
+
+		if (nl < 5 || strcmp(de->d_name + nl - 4, ".yml") != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		fp = fopen(path, "rb");
+		if (!fp)
+			continue;
+		fseek(fp, 0, SEEK_END);
+		len = ftell(fp);
+		fseek(fp, 0, SEEK_SET);
+		text = malloc((size_t)len + 1);
+		if (!text || fread(text, 1, (size_t)len, fp) != (size_t)len) {
+			free(text);
+			fclose(fp);
+			continue;
+		}
+		fclose(fp);
+		{
+			/* every third damaged copy starts from the JSON rendering */
+			struct smelt_recipe *orig = NULL;
+			struct smelt_diag od = {0};
+
+			smelt_recipe_parse(text, (size_t)len, "orig.yml", &orig, &od);
+			json = orig ? smelt_recipe_to_json(orig) : NULL;
+			smelt_recipe_free(orig);
+			smelt_diag_release(&od);
+		}
+		for (int k = 0; k < 60; k++) {
+			const char *src = k % 3 == 0 && json ? json : text;
+			size_t n = src == text ? (size_t)len : strlen(json);
+			char *m = malloc(n + 1);
+			struct smelt_recipe *r = NULL;
+			struct smelt_diag d = {0};
+
+			memcpy(m, src, n);
+			for (int edits = 0; edits < 1 + k % 4 && n; edits++) {
+				rng ^= rng << 13;
+				rng ^= rng >> 7;
+				rng ^= rng << 17;
+				if (k % 6 == 5)
+					n = rng % n;
+				else
+					m[rng % n] = punct[(rng >> 20) % (sizeof(punct) - 1)];
+			}
+			if (smelt_recipe_parse(m, n, "damaged.yml", &r, &d) == 0 && r) {
+				char *a, *b, *c;
+
+				parsed++;
+				smelt_recipe_validate(r, k % 2, &d);
+				for (size_t s = 0; s < r->n_slices; s++)
+					for (size_t p = 0; p < 5; p++)
+						for (size_t t = 0; t < 4; t++) {
+							double v;
+							bool found;
+
+							smelt_recipe_resolve(r, s, (int)t - 1, params[p],
+									     tensors[t], t / 3.0, &v,
+									     &found, NULL);
+							smelt_recipe_find(r, s, 0, params[p], tensors[t]);
+						}
+				a = smelt_recipe_to_json(r);
+				b = smelt_recipe_to_yaml(r);
+				c = smelt_diag_format(&d);
+				CHECK(a && b && c);
+				free(a);
+				free(b);
+				free(c);
+			}
+			smelt_recipe_free(r);
+			smelt_diag_release(&d);
+			free(m);
+		}
+		free(text);
+		free(json);
+	}
+	if (dp)
+		closedir(dp);
+	CHECK(parsed > 300);
+}
+
 int main(void)
 {
 	RUN(yaml11_scalar_typing);
@@ -532,5 +637,6 @@ int main(void)
 	RUN(syntax_errors);
 	RUN(method_checks);
 	RUN(base_and_counts);
+	RUN(damaged_recipes_are_handled);
 	return check_summary();
 }
