@@ -689,6 +689,108 @@ TEST(nearswap_properties)
 	fx_free(&f);
 }
 
+/* Every method runs on empty tensors without touching data. */
+TEST(empty_tensors)
+{
+	uint64_t shapes[3][2] = {{0, 4}, {4, 0}, {0, 0}};
+	float dummy[1] = {0};
+	const float *xs[3] = {dummy, dummy, dummy};
+	uint64_t keys[3] = {1, 2, 3};
+
+	for (size_t k = 0; k < sizeof(my_methods) / sizeof(my_methods[0]); k++) {
+		const struct smelt_method *m = need(my_methods[k]);
+		int n = m && m->max_models ? m->max_models : 2;
+		double pg[SMELT_MAX_PARAMS], pm[3 * SMELT_MAX_PARAMS];
+		bool base = m && m->base != SMELT_BASE_NONE && m->base != SMELT_BASE_AS_MODEL;
+
+		if (!m)
+			continue;
+		default_params(m, 3, pg, pm);
+		for (int p = 0; p < m->n_params; p++)
+			if (m->params[p].required) {
+				pg[p] = 0.5;
+				for (int i = 0; i < 3; i++)
+					pm[i * m->n_params + p] = 0.5;
+			}
+		for (int s = 0; s < 3; s++) {
+			struct smelt_tensor_job job;
+			struct smelt_err err;
+
+			init_job(&job, m, "empty", 2, shapes[s], n, pg, pm, keys);
+			CHECK_MSG(run(m, &job, base ? dummy : NULL, xs, dummy, 2, &err) == 0,
+				  "%s on an empty tensor: %s", m->name, err.msg);
+		}
+	}
+}
+
+/* Run m on (b, x0, x1) viewed with the given shape. */
+static void run_shaped(const struct smelt_method *m, const double *pg, const double *pm,
+		       int ndim, const uint64_t *shape, const float *b, float *const *x, int n_models,
+		       float *out)
+{
+	struct smelt_tensor_job job;
+	struct smelt_err err;
+	uint64_t keys[3] = {0};
+
+	init_job(&job, m, "shaped", ndim, shape, n_models, pg, pm, keys);
+	CHECK_MSG(run(m, &job, b, (const float *const *)x, out, 2, &err) == 0, "%s: %s", m->name,
+		  err.msg);
+}
+
+/* The per-row modes take vectors along the last axis, the per-column mode
+ * along axis 0, for any number of dimensions; 1-D tensors are one vector. */
+TEST(vector_axes)
+{
+	const struct smelt_method *nu = need("nuslerp"), *ms = need("model_stock");
+	uint64_t s3[3] = {2, 3, 4}, rows2[2] = {6, 4}, cols2[2] = {2, 12}, s1[1] = {24};
+	double pg[SMELT_MAX_PARAMS], pm[3 * SMELT_MAX_PARAMS];
+	float *out_a = malloc(24 * sizeof(float)), *out_b = malloc(24 * sizeof(float));
+	struct fixture f;
+	int fl, rw;
+
+	if (!nu || !ms)
+		goto out;
+	fx_init(&f, 4, 6, 3);
+	fl = smelt_method_param(nu, "nuslerp_flatten");
+	rw = smelt_method_param(nu, "nuslerp_row_wise");
+	default_params(nu, 2, pg, pm);
+	pm[0] = 0.3;
+	pm[nu->n_params] = 0.9;
+	pg[fl] = 0;
+	pg[rw] = 0;
+	run_shaped(nu, pg, pm, 3, s3, f.b, f.x, 2, out_a);
+	run_shaped(nu, pg, pm, 2, rows2, f.b, f.x, 2, out_b);
+	CHECK(memcmp(out_a, out_b, 24 * sizeof(float)) == 0);
+	pg[rw] = 1;
+	run_shaped(nu, pg, pm, 3, s3, f.b, f.x, 2, out_a);
+	run_shaped(nu, pg, pm, 2, cols2, f.b, f.x, 2, out_b);
+	CHECK(memcmp(out_a, out_b, 24 * sizeof(float)) == 0);
+	/* 1-D: per row, per column and flattened are the same single vector */
+	run_shaped(nu, pg, pm, 1, s1, NULL, f.x, 2, out_a);
+	pg[fl] = 1;
+	run_shaped(nu, pg, pm, 1, s1, NULL, f.x, 2, out_b);
+	CHECK(max_diff(out_a, out_b, 24) < 1e-6);
+	pg[fl] = 0;
+	pg[rw] = 0;
+	run_shaped(nu, pg, pm, 1, s1, NULL, f.x, 2, out_b);
+	CHECK(max_diff(out_a, out_b, 24) < 1e-6);
+
+	default_params(ms, 3, pg, pm);
+	pg[smelt_method_param(ms, "filter_wise")] = 1;
+	run_shaped(ms, pg, pm, 3, s3, f.b, f.x, 3, out_a);
+	run_shaped(ms, pg, pm, 2, rows2, f.b, f.x, 3, out_b);
+	CHECK(memcmp(out_a, out_b, 24 * sizeof(float)) == 0);
+	/* filter_wise on a 1-D tensor is the whole-tensor ratio */
+	run_shaped(ms, pg, pm, 1, s1, f.b, f.x, 3, out_a);
+	pg[smelt_method_param(ms, "filter_wise")] = 0;
+	run_shaped(ms, pg, pm, 1, s1, f.b, f.x, 3, out_b);
+	CHECK(max_diff(out_a, out_b, 24) < 1e-6);
+	fx_free(&f);
+out:
+	free(out_a);
+	free(out_b);
+}
+
 /* ---- arcee_fusion ---- */
 
 /* Reference: importance of every element, all sorted, floor quantiles. */
@@ -849,6 +951,8 @@ int main(void)
 	RUN(karcher_properties);
 	RUN(model_stock_properties);
 	RUN(nearswap_properties);
+	RUN(empty_tensors);
+	RUN(vector_axes);
 	RUN(arcee_fusion_threshold);
 	RUN(arcee_fusion_sampled_determinism);
 	RUN(arcee_fusion_checks);

@@ -56,7 +56,7 @@ static int karcher_setup(struct smelt_tensor_job *job, struct smelt_err *err)
 	s->c = calloc((size_t)s->k, sizeof(double));
 	if (!s->c)
 		goto oom;
-	job->n_passes = s->k > 1 ? 1 : 0;
+	job->n_passes = s->k > 1 && job->numel ? 1 : 0;
 	job->acc_bytes[0] = smelt_geom_tri_size(s->k) * sizeof(double);
 	return 0;
 oom:

@@ -40,7 +40,7 @@ static int stock_setup(struct smelt_tensor_job *job, struct smelt_err *err)
 	s->rows = smelt_pg(job, P_FILTER_WISE) != 0;
 	s->seg = smelt_geom_seg_len(job);
 	job->state = s;
-	job->n_passes = s->rows ? 0 : 1;
+	job->n_passes = s->rows || !job->numel ? 0 : 1;
 	job->acc_bytes[0] = smelt_geom_tri_size(job->n_models) * sizeof(double);
 	return 0;
 }

@@ -71,7 +71,7 @@ static int mslerp_setup(struct smelt_tensor_job *job, struct smelt_err *err)
 	}
 	job->state = s;
 	/* a single model is returned as it is: nothing to measure */
-	job->n_passes = job->n_models > 1 ? 1 : 0;
+	job->n_passes = job->n_models > 1 && job->numel ? 1 : 0;
 	job->acc_bytes[0] = smelt_geom_tri_size(job->n_models) * sizeof(double);
 	return 0;
 }

@@ -68,7 +68,7 @@ static int nuslerp_setup(struct smelt_tensor_job *job, struct smelt_err *err)
 		job->acc_bytes[0] = smelt_geom_tri_size(2) * sizeof(double);
 	} else if (smelt_pg(job, P_ROW_WISE) != 0 && job->ndim >= 2) {
 		s->mode = MODE_COLUMN;
-		s->ccol = malloc(2 * (size_t)job->cols * sizeof(double));
+		s->ccol = malloc(2 * (size_t)(job->cols ? job->cols : 1) * sizeof(double));
 		if (!s->ccol)
 			goto oom;
 		job->n_passes = 1;
@@ -79,6 +79,8 @@ static int nuslerp_setup(struct smelt_tensor_job *job, struct smelt_err *err)
 		s->seg = smelt_geom_seg_len(job);
 		job->n_passes = 0;
 	}
+	if (!job->numel)
+		job->n_passes = 0; /* an empty tensor has nothing to measure */
 	return 0;
 oom:
 	/* the executor calls release() only after a successful setup */

@@ -24,7 +24,7 @@ static int slerp_setup(struct smelt_tensor_job *job, struct smelt_err *err)
 	if (!s)
 		return smelt_fail(err, SMELT_ENOMEM, "slerp: tensor %s: out of memory", job->name);
 	job->state = s;
-	job->n_passes = 1;
+	job->n_passes = job->numel ? 1 : 0; /* an empty tensor has nothing to measure */
 	job->acc_bytes[0] = smelt_geom_tri_size(2) * sizeof(double);
 	return 0;
 }
