@@ -116,6 +116,9 @@ static bool needs_quotes(const char *s)
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
 		if (*p < 0x20 || *p == 0x7f)
 			return true;
+	/* YAML 1.1 timestamps (2024-01-31...) would be read as dates */
+	if (len >= 8 && strspn(s, "0123456789") == 4 && s[4] == '-')
+		return true;
 	recipe_yaml11_resolve(s, &probe);
 	return probe.kind != RN_STR;
 }

@@ -12,7 +12,8 @@
  * where a float is expected; recipe.c warns). Quoted scalars are strings;
  * explicit !!str/!!int/!!float/!!bool/!!null tags are honoured. Anchors and
  * aliases are expanded by copying. Several documents in one file are an
- * error, as with mergekit-yaml's yaml.safe_load.
+ * error, as with mergekit-yaml's yaml.safe_load. Merge keys (`<<: *name`)
+ * are applied as PyYAML's SafeLoader does.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -173,7 +174,7 @@ static bool resolve_int(const char *s, struct rnode *n)
 	}
 	n->kind = RN_NUM;
 	n->is_int = true;
-	n->num = neg ? -(double)v : (double)v;
+	n->num = neg && v ? -(double)v : (double)v;
 	return true;
 }
 
@@ -434,6 +435,82 @@ static void type_scalar(const yaml_event_t *ev, struct rnode *n)
 
 static int read_node(struct yreader *y, yaml_event_t *ev, struct rnode **out);
 
+static bool map_has(const struct rnode *m, const char *key)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (strcmp(m->keys[i], key) == 0)
+			return true;
+	return false;
+}
+
+/* YAML 1.1 merge keys, as PyYAML's SafeLoader applies them: `<<: *a` (or a
+ * list of aliases) copies the entries of the merged mappings that the
+ * mapping does not set itself; the first merged mapping wins. */
+static int apply_merge_keys(struct yreader *y, struct rnode *n)
+{
+	struct rnode *out;
+
+	if (!map_has(n, "<<"))
+		return 0;
+	out = rnode_new(RN_MAP, n->line);
+	if (!out)
+		return SMELT_ENOMEM;
+	for (size_t i = 0; i < n->n; i++) {
+		const struct rnode *v = n->items[i];
+		size_t count = v->kind == RN_SEQ ? v->n : 1;
+
+		if (strcmp(n->keys[i], "<<") != 0)
+			continue;
+		for (size_t k = 0; k < count; k++) {
+			const struct rnode *src = v->kind == RN_SEQ ? v->items[k] : v;
+
+			if (src->kind != RN_MAP) {
+				smelt_diag_add(y->diag, SMELT_DIAG_ERROR, "",
+					       "line %d: '<<' must merge a mapping", src->line);
+				y->failed = true;
+				rnode_free(out);
+				return SMELT_EFORMAT;
+			}
+			for (size_t j = 0; j < src->n; j++) {
+				struct rnode *c;
+
+				if (map_has(n, src->keys[j]) || map_has(out, src->keys[j]))
+					continue;
+				c = rnode_copy(src->items[j]);
+				if (!c || rnode_append(out, src->keys[j], c) < 0) {
+					rnode_free(out);
+					return SMELT_ENOMEM;
+				}
+			}
+		}
+	}
+	/* then the mapping's own entries, in order */
+	for (size_t i = 0; i < n->n; i++) {
+		if (strcmp(n->keys[i], "<<") == 0)
+			continue;
+		if (rnode_append(out, n->keys[i], n->items[i]) < 0) {
+			n->items[i] = NULL;
+			rnode_free(out);
+			return SMELT_ENOMEM;
+		}
+		n->items[i] = NULL;
+	}
+	for (size_t i = 0; i < n->n; i++) {
+		rnode_free(n->items[i]);
+		free(n->keys[i]);
+	}
+	free(n->items);
+	free(n->keys);
+	n->items = out->items;
+	n->keys = out->keys;
+	n->n = out->n;
+	out->items = NULL;
+	out->keys = NULL;
+	out->n = 0;
+	rnode_free(out);
+	return 0;
+}
+
 static int read_children(struct yreader *y, struct rnode *n, yaml_event_type_t end_type)
 {
 	for (;;) {
@@ -521,6 +598,8 @@ static int read_node(struct yreader *y, yaml_event_t *ev, struct rnode **out)
 		if (!n)
 			return SMELT_ENOMEM;
 		rc = read_children(y, n, map ? YAML_MAPPING_END_EVENT : YAML_SEQUENCE_END_EVENT);
+		if (rc == 0 && map)
+			rc = apply_merge_keys(y, n);
 		if (rc == 0)
 			rc = remember_anchor(y, map ? ev->data.mapping_start.anchor
 						    : ev->data.sequence_start.anchor,

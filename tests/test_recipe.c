@@ -275,7 +275,7 @@ TEST(writers_round_trip)
 		"chat_template: \"{% for m in messages %}{{ m.content }}\\n{% endfor %}\"\n"
 		"seed: 18446744073709551615\nembed_policy: mean\n",
 		"{\"merge_method\":\"linear\",\"models\":[{\"model\":\"~/m\",\"parameters\":"
-		"{\"weight\":1e-05}}],\"tokenizer_source\":\"base\"}"};
+		"{\"weight\":1e-05}},{\"model\":\"2024-01-31\"}],\"tokenizer_source\":\"base\"}"};
 
 	for (size_t i = 0; i < 2; i++) {
 		struct smelt_diag d = {0};
@@ -402,6 +402,28 @@ TEST(home_expansion)
 	CHECK(b && strcmp(b, "~bob/x") == 0);
 	free(a);
 	free(b);
+}
+
+TEST(anchors_and_merge_keys)
+{
+	struct smelt_diag d = {0};
+	struct smelt_recipe *r = parse("merge_method: ties\nbase_model: b\n"
+				       "models:\n"
+				       "  - model: x\n    parameters: &p {weight: 0.5, density: 0.4}\n"
+				       "  - model: y\n    parameters:\n      <<: *p\n      weight: 0.7\n"
+				       "  - model: z\n    parameters: *p\n",
+				       &d);
+	bool found;
+
+	if (!r)
+		return;
+	CHECK_NEAR(res(r, 0, 1, "weight", "w", 0, &found), 0.7, 0);
+	CHECK_NEAR(res(r, 0, 1, "density", "w", 0, &found), 0.4, 0);
+	CHECK_NEAR(res(r, 0, 2, "weight", "w", 0, &found), 0.5, 0);
+	CHECK_EQ_INT(r->slices[0].sources[1].params.n, 2);
+	CHECK_EQ_INT(d.n, 0);
+	smelt_recipe_free(r);
+	smelt_diag_release(&d);
 }
 
 TEST(syntax_errors)
@@ -634,6 +656,7 @@ int main(void)
 	RUN(structural_errors_all_reported);
 	RUN(models_entries);
 	RUN(home_expansion);
+	RUN(anchors_and_merge_keys);
 	RUN(syntax_errors);
 	RUN(method_checks);
 	RUN(base_and_counts);
