@@ -47,7 +47,8 @@ int widen_positions(const double *v, uint64_t k, uint32_t *pos);
 
 /* How many of k positions are calibrated for threshold t:
  * clamp(k - 1 - floor(t * (k - 1) / 2), 0, k). Position q is calibrated
- * iff q >= k - widen_n_calibrated(k, t). */
+ * iff q >= k - widen_n_calibrated(k, t). A one-column tensor (k = 1) is
+ * never calibrated: its rank and mean rank are both 0. */
 uint64_t widen_n_calibrated(uint64_t k, double t);
 
 /* Knobs: threshold t, calibration value s, temperature T (> 0). */
