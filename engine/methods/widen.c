@@ -225,13 +225,16 @@ static int matrix_finish(struct smelt_tensor_job *job, const double *sums, size_
 {
 	struct widen_state *st = job->state;
 	size_t k = (size_t)st->k, n = (size_t)st->n;
-	double *mag = malloc((k ? k : 1) * 2 * sizeof(double)), *dir = mag ? mag + k : NULL;
-	uint32_t *pos = malloc((k ? k : 1) * 2 * n * sizeof(uint32_t));
-	double *osum = malloc(n * sizeof(double));
+	double *mag = NULL, *dir, *osum = NULL;
+	uint32_t *pos = NULL;
 	int rc = 0;
 
+	mag = malloc((k ? k : 1) * 2 * sizeof(double));
+	pos = calloc((k ? k : 1) * 2 * n, sizeof(uint32_t));
+	osum = malloc(n * sizeof(double));
 	if (!mag || !pos || !osum)
 		goto nomem;
+	dir = mag + k;
 	for (size_t i = 0; i < n; i++) {
 		for (size_t j = 0; j < k; j++) {
 			const double *c = sums + j * cs;
