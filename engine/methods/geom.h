@@ -62,8 +62,4 @@ double smelt_geom_stock_cos(double dot, double asq, double bsq);
 /* model_stock's ratio t = k c / (1 + (k - 1) c). */
 double smelt_geom_stock_ratio(int k, double c);
 
-/* arcee_fusion's threshold tau for a job whose statistics pass has
- * finished (tests). */
-float smelt_fusion_threshold(const struct smelt_tensor_job *job);
-
 #endif
