@@ -924,6 +924,37 @@ TEST(arcee_fusion_sampled_determinism)
 	fx_free(&f);
 }
 
+/* Over 4M rows the row KL is recomputed in merge() instead of cached; rows
+ * of one element have KL 0, so tau = 0 and every change is kept. */
+TEST(arcee_fusion_many_rows)
+{
+	const struct smelt_method *m = need("arcee_fusion");
+	uint64_t shape[2] = {(1u << 22) + 100, 1}, keys[1] = {5};
+	size_t n = (size_t)shape[0];
+	float *b = malloc(n * sizeof(float)), *x = malloc(n * sizeof(float));
+	float *out = malloc(n * sizeof(float));
+	const float *xs[1] = {x};
+	struct smelt_tensor_job job;
+	struct smelt_err err;
+	size_t bad = 0;
+
+	if (!m)
+		goto out;
+	fill(b, n, 11);
+	fill(x, n, 12);
+	for (int threads = 1; threads <= 2; threads++) {
+		init_job(&job, m, "rows", 2, shape, 1, NULL, NULL, keys);
+		CHECK_EQ_INT(run(m, &job, b, xs, out, threads, &err), 0);
+		for (size_t e = 0; e < n; e++)
+			bad += out[e] != b[e] + (x[e] - b[e]);
+	}
+	CHECK_EQ_INT(bad, 0);
+out:
+	free(b);
+	free(x);
+	free(out);
+}
+
 TEST(arcee_fusion_checks)
 {
 	const struct smelt_method *m = need("arcee_fusion");
@@ -955,6 +986,7 @@ int main(void)
 	RUN(vector_axes);
 	RUN(arcee_fusion_threshold);
 	RUN(arcee_fusion_sampled_determinism);
+	RUN(arcee_fusion_many_rows);
 	RUN(arcee_fusion_checks);
 	return check_summary();
 }
