@@ -218,6 +218,51 @@ TEST(known_answers)
 	}
 }
 
+/* Vector branch: the recorded calibration mask and weights per element. */
+static void vector_core(const cJSON *it, const cJSON *models, const cJSON *mlist, const char *name,
+			size_t d, const struct widen_knobs *kn)
+{
+	int n = cJSON_GetArraySize(mlist);
+	float *b = flat_f32(cJSON_GetObjectItem(cJSON_GetObjectItem(models, "base"), name), d);
+	float *x[8];
+	double thr[8], want[64 * 8];
+	const cJSON *mask = cJSON_GetObjectItem(it, "calibrated_mask");
+
+	flatten(cJSON_GetObjectItem(it, "weight_score"), want, 64 * 8);
+	for (int i = 0; i < n; i++) {
+		double sum = 0;
+
+		x[i] = flat_f32(cJSON_GetObjectItem(
+					cJSON_GetObjectItem(models,
+							    cJSON_GetArrayItem(mlist, i)->valuestring),
+					name),
+				d);
+		for (size_t e = 0; e < d; e++)
+			sum += fabs((double)x[i][e] - b[e]);
+		thr[i] = kn->t * sum / (double)d;
+	}
+	for (size_t e = 0; e < d; e++) {
+		double a[8], om[8];
+		bool cal[8];
+
+		for (int i = 0; i < n; i++)
+			a[i] = fabs((double)x[i][e] - b[e]);
+		widen_vector_element(n, a, thr, kn, om, cal);
+		for (int i = 0; i < n; i++) {
+			const cJSON *mrow = cJSON_GetArrayItem(mask, i);
+
+			CHECK_MSG(fabs(om[i] - want[(size_t)i * d + e]) <= 1e-6,
+				  "%s[%zu] model %d omega %.9g vs %.9g", name, e, i, om[i],
+				  want[(size_t)i * d + e]);
+			CHECK_MSG(cal[i] == cJSON_IsTrue(cJSON_GetArrayItem(mrow, (int)e)),
+				  "%s[%zu] model %d calibration", name, e, i);
+		}
+	}
+	free(b);
+	for (int i = 0; i < n; i++)
+		free(x[i]);
+}
+
 /* The shared core reproduces the recorded ranks and weights from the
  * inputs (sums in double from f32 inputs, as the merge computes them). */
 static void core_case(const char *file)
@@ -252,8 +297,11 @@ static void core_case(const char *file)
 		double *sums, *mag, *dir, *want, *omega;
 		uint32_t *pos;
 
-		if (cJSON_GetArraySize(shp) != 2)
+		if (cJSON_GetArraySize(shp) == 1) {
+			vector_core(it, models, mlist, name,
+				    (size_t)cJSON_GetArrayItem(shp, 0)->valuedouble, &kn);
 			continue;
+		}
 		rows = (uint64_t)cJSON_GetArrayItem(shp, 0)->valuedouble;
 		cols = (uint64_t)cJSON_GetArrayItem(shp, 1)->valuedouble;
 		k = tr ? rows : cols;
