@@ -409,7 +409,7 @@ static void check_della_probs(const char *file)
 			    &np);
 			size_t cols = t.ndim == 2 ? (size_t)t.shape[1] : t.n;
 			float *d = malloc(t.n * sizeof(float)), *p = malloc(t.n * sizeof(float));
-			uint64_t *scratch = malloc(cols * sizeof(uint64_t));
+			uint64_t *scratch = malloc(2 * cols * sizeof(uint64_t));
 
 			CHECK_EQ_INT(np, t.n);
 			for (size_t j = 0; j < t.n; j++)
@@ -442,6 +442,51 @@ TEST(della_keep_probabilities)
 {
 	check_della_probs("case_della_d0.6.json");
 	check_della_probs("case_della_linear_d0.6_eps0.1.json");
+}
+
+static const float *asc_keys;
+
+static int asc_cmp(const void *a, const void *b)
+{
+	size_t i = *(const size_t *)a, j = *(const size_t *)b;
+	float x = fabsf(asc_keys[i]), y = fabsf(asc_keys[j]);
+
+	if (x != y)
+		return x < y ? -1 : 1;
+	return (i > j) - (i < j);
+}
+
+TEST(della_long_row_ranks)
+{
+	/* long rows take the radix-sort path: ranks must match a reference
+	 * sort by (|d|, column), duplicates included */
+	const size_t cols = 3000;
+	float *d = malloc(cols * sizeof(float)), *p = malloc(cols * sizeof(float));
+	uint64_t *scratch = malloc(2 * cols * sizeof(uint64_t));
+	size_t *idx = malloc(cols * sizeof(size_t));
+	size_t bad = 0;
+
+	for (size_t j = 0; j < cols; j++) {
+		uint64_t r = smelt_rng_u64(99, j);
+
+		d[j] = (r & 1 ? -1.0f : 1.0f) * (float)(r % 7 == 0 ? 0 : (r >> 8) % 97) *
+		       (r % 3 ? 1e-3f : 1.0f);
+		idx[j] = j;
+	}
+	asc_keys = d;
+	qsort(idx, cols, sizeof(size_t), asc_cmp);
+	sp_della_row_probs(d, cols, 0.5, 0.2, p, scratch);
+	for (size_t q = 0; q < cols; q++) {
+		float r = (float)q / (float)(cols - 1);
+		float want = (float)(0.5 - 0.2) + (r * 2.0f) * 0.2f;
+
+		bad += p[idx[q]] != want;
+	}
+	CHECK_EQ_INT(bad, 0);
+	free(d);
+	free(p);
+	free(scratch);
+	free(idx);
 }
 
 /* ---- random methods with smelt's RNG ---- */
@@ -895,7 +940,7 @@ TEST(della_single_column_rows)
 	const struct smelt_method *m = method_by_name("della_linear");
 	static struct synth s;
 	float out[4096], p;
-	uint64_t scratch[1];
+	uint64_t scratch[2];
 	size_t kept = 0;
 
 	synth_init(&s, "score.weight", 4000, 1);
@@ -1114,6 +1159,7 @@ int main(void)
 	RUN(known_answers_default_layout);
 	RUN(known_answers_tiny_blocks);
 	RUN(della_keep_probabilities);
+	RUN(della_long_row_ranks);
 	RUN(random_invariants);
 	RUN(monte_carlo_against_mergekit);
 	RUN(threads_and_blocks_bit_identical);

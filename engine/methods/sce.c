@@ -118,7 +118,7 @@ static void sce_stats(struct smelt_tensor_job *job, int pass, const struct smelt
 	double *acc = accv;
 
 	if (pass == s->weight_pass) {
-		struct sp_walk w;
+		struct sp_walk w = {0};
 
 		if (s->select)
 			sp_walk_init(&w, &s->cut, b->index);
@@ -205,7 +205,7 @@ static void sce_merge(const struct smelt_tensor_job *job, const struct smelt_blo
 	const struct sce_state *s = job->state;
 	size_t len = (size_t)(b->nrows * job->cols);
 	float d[SCE_MAX_MODELS];
-	struct sp_walk w;
+	struct sp_walk w = {0};
 
 	if (s->select)
 		sp_walk_init(&w, &s->cut, b->index);

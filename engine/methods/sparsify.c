@@ -130,6 +130,38 @@ static int cmp_u64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* Sort (key << 32 | index) words ascending, i.e. by key and equal keys by
+ * index: qsort for short rows, else a stable LSD radix sort on the 31-bit
+ * key in three 11-bit digits. tmp holds n words. */
+static void sort_keyed(uint64_t *v, uint64_t *tmp, size_t n)
+{
+	size_t count[2048];
+
+	if (n < 512) {
+		qsort(v, n, sizeof(*v), cmp_u64);
+		return;
+	}
+
+	for (int shift = 32; shift < 63; shift += 11) {
+		size_t sum = 0;
+
+		memset(count, 0, sizeof(count));
+		for (size_t j = 0; j < n; j++)
+			count[(v[j] >> shift) & 2047]++;
+		if (count[(v[0] >> shift) & 2047] == n)
+			continue; /* one digit value: order unchanged */
+		for (size_t b = 0; b < 2048; b++) {
+			size_t c = count[b];
+
+			count[b] = sum;
+			sum += c;
+		}
+		for (size_t j = 0; j < n; j++)
+			tmp[count[(v[j] >> shift) & 2047]++] = v[j];
+		memcpy(v, tmp, n * sizeof(*v));
+	}
+}
+
 void sp_della_row_probs(const float *d, size_t cols, double density, double eps, float *p,
                         uint64_t *scratch)
 {
@@ -143,7 +175,7 @@ void sp_della_row_probs(const float *d, size_t cols, double density, double eps,
 	}
 	for (size_t j = 0; j < cols; j++)
 		scratch[j] = ((uint64_t)sp_key(d[j]) << 32) | (uint64_t)j;
-	qsort(scratch, cols, sizeof(*scratch), cmp_u64);
+	sort_keyed(scratch, scratch + cols, cols);
 	for (size_t q = 0; q < cols; q++) {
 		float r = (float)q / span;
 
@@ -359,7 +391,7 @@ int sp_gta_setup(const struct sp_gta_cfg *cfg, struct smelt_tensor_job *job, str
 	if (cfg->trim == SP_TRIM_DELLA && any_random) {
 		/* per row: sort keys, deltas, probabilities, one keep byte per model */
 		size_t bytes = (size_t)job->cols *
-		               (sizeof(uint64_t) + 2 * sizeof(float) + (size_t)(n ? n : 1));
+		               (2 * sizeof(uint64_t) + 2 * sizeof(float) + (size_t)(n ? n : 1));
 
 		if (slots_init(&s->slots, bytes) != 0) {
 			slots_free(&s->slots);
@@ -473,7 +505,7 @@ static void stats_random(struct gta_state *s, const struct smelt_tensor_job *job
 	if (s->cfg->trim == SP_TRIM_DELLA) {
 		slot = slot_get(&s->slots);
 		sortbuf = s->slots.buf[slot];
-		d = (float *)(sortbuf + cols);
+		d = (float *)(sortbuf + 2 * cols);
 		p = d + cols;
 		keep = (unsigned char *)(p + cols);
 	}
@@ -641,7 +673,7 @@ static void merge_random(const struct gta_state *s, const struct smelt_tensor_jo
 	if (s->have_slots) {
 		slot = slot_get(&ms->slots);
 		sortbuf = ms->slots.buf[slot];
-		d = (float *)(sortbuf + cols);
+		d = (float *)(sortbuf + 2 * cols);
 		p = d + cols;
 		keep = (unsigned char *)(p + cols);
 	}

@@ -209,7 +209,7 @@ uint64_t sp_count(double x, uint64_t n);
 /* DELLA keep probabilities of one row of |d|: rank ascending by magnitude
  * (equal magnitudes by column), r = rank / (cols - 1), p = (density - eps) +
  * r * 2 * eps in float32 as mergekit computes it. A row of one element gets
- * p = density. scratch holds cols uint64. */
+ * p = density. scratch holds 2 * cols uint64. */
 void sp_della_row_probs(const float *d, size_t cols, double density, double eps, float *p,
                         uint64_t *scratch);
 
