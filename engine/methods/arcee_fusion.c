@@ -293,6 +293,8 @@ static int fusion_finish(struct smelt_tensor_job *job, int pass, const void *acc
 		return smelt_fail(err, SMELT_EINVAL,
 				  "arcee_fusion: tensor %s: collected %.0f of %zu samples",
 				  job->name, *(const double *)acc, s->n_samples);
+	free(s->idx); /* the indices are not needed any more */
+	s->idx = NULL;
 	if (sort_samples(s->samples, s->n_samples))
 		return smelt_fail(err, SMELT_ENOMEM, "arcee_fusion: tensor %s: out of memory",
 				  job->name);
@@ -302,9 +304,7 @@ static int fusion_finish(struct smelt_tensor_job *job, int pass, const void *acc
 	s->tau = med + 1.5f * (q3 - q1);
 	/* the samples are not needed while merging */
 	free(s->samples);
-	free(s->idx);
 	s->samples = NULL;
-	s->idx = NULL;
 	return 0;
 }
 
