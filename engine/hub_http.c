@@ -345,27 +345,29 @@ void hub_resp_free(struct hub_resp *r)
 	r->len = 0;
 }
 
-/* "scheme://host[:port]" of a URL, for messages (never credentials). */
-static void origin_of(const char *url, char *out, size_t n)
+/* "scheme://host[:port]" of a URL (never credentials); false if unparsable. */
+static bool origin_of(const char *url, char *out, size_t n)
 {
 	CURLU *u = curl_url();
 	char *s = NULL, *h = NULL, *p = NULL;
+	bool ok = false;
 
 	if (u && !curl_url_set(u, CURLUPART_URL, url, 0) &&
 	    !curl_url_get(u, CURLUPART_SCHEME, &s, 0) && !curl_url_get(u, CURLUPART_HOST, &h, 0)) {
 		curl_url_get(u, CURLUPART_PORT, &p, 0);
-		snprintf(out, n, "%s://%s%s%s", s, h, p ? ":" : "", p ? p : "");
-	} else {
-		snprintf(out, n, "the server");
+		ok = (size_t)snprintf(out, n, "%s://%s%s%s", s, h, p ? ":" : "", p ? p : "") < n;
 	}
+	if (!ok)
+		snprintf(out, n, "the server");
 	curl_free(s);
 	curl_free(h);
 	curl_free(p);
 	curl_url_cleanup(u);
+	return ok;
 }
 
-int hub_http_fetch(struct hub_net *net, bool head, const char *url, size_t body_cap,
-		   struct hub_resp *r, struct smelt_err *err)
+static int fetch_retrying(struct hub_net *net, bool head, const char *url, size_t body_cap,
+			  struct hub_resp *r, struct smelt_err *err)
 {
 	char errbuf[CURL_ERROR_SIZE];
 	int failures = 0;
@@ -801,4 +803,24 @@ int hub_http_download(struct hub_net *net, struct hub_download *d, struct smelt_
 	if (!rc && !hub_ranges_complete(d->done))
 		rc = smelt_fail(err, SMELT_ENET, "%s: download ended incomplete", d->name);
 	return rc;
+}
+
+int hub_http_fetch(struct hub_net *net, bool head, const char *url, size_t body_cap,
+		   struct hub_resp *r, struct smelt_err *err)
+{
+	char cur[HUB_URL_MAX], origin[1024];
+
+	snprintf(cur, sizeof(cur), "%s", url);
+	/* A relative Location is the Hub itself (a renamed repo): follow it
+	 * here, token included; an absolute one (a CDN) is the caller's. */
+	for (int hops = 0;; hops++) {
+		int rc = fetch_retrying(net, head, cur, body_cap, r, err);
+		if (rc || r->status < 300 || r->status >= 400 || r->location[0] != '/')
+			return rc;
+		if (hops >= 10)
+			return smelt_fail(err, SMELT_ENET, "too many redirects from %s", url);
+		if (!origin_of(cur, origin, sizeof(origin)) ||
+		    (size_t)snprintf(cur, sizeof(cur), "%s%s", origin, r->location) >= sizeof(cur))
+			return smelt_fail(err, SMELT_ENET, "cannot follow the redirect from %s", url);
+	}
 }

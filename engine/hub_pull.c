@@ -359,8 +359,8 @@ struct file_meta {
 	char url[HUB_URL_MAX]; /* where the bytes are */
 };
 
-/* HEAD the resolve URL; follow relative redirects (renamed repos) here, and
- * take an absolute one (the CDN) as the download location. */
+/* HEAD the resolve URL (relative redirects of renamed repos are followed by
+ * hub_http_fetch); an absolute redirect names the download location. */
 static int file_meta(struct pull *pl, const char *file, struct file_meta *m,
 		     struct smelt_err *err)
 {
@@ -372,43 +372,30 @@ static int file_meta(struct pull *pl, const char *file, struct file_meta *m,
 		return smelt_fail(err, SMELT_EINVAL, "%s: file name too long", file);
 	snprintf(url, sizeof(url), "%s/%s/resolve/%s/%s", pl->endpoint, pl->ref.repo, pl->commit,
 		 qfile);
-	for (int hops = 0;; hops++) {
-		rc = hub_http_fetch(&pl->net, true, url, 0, &r, err);
-		if (rc)
-			goto out;
-		bool redirect = r.status >= 300 && r.status < 400 && r.location[0];
-		if (redirect && r.location[0] == '/') {
-			char next[HUB_URL_MAX];
-			if (hops >= 10) {
-				rc = smelt_fail(err, SMELT_ENET, "%s: too many redirects", file);
-				goto out;
-			}
-			/* Same origin: keep the endpoint, replace the path. */
-			snprintf(next, sizeof(next), "%s%s", pl->endpoint, r.location);
-			snprintf(url, sizeof(url), "%s", next);
-			continue;
-		}
-		if (!redirect && r.status != 200) {
-			rc = hub_error(pl, &r, file, err);
-			goto out;
-		}
-		if (!r.commit[0]) {
-			rc = smelt_fail(err, SMELT_ENET,
-					"%s: %s does not answer like the Hugging Face Hub (no "
-					"X-Repo-Commit header)",
-					file, pl->endpoint);
-			goto out;
-		}
-		if (!r.etag[0] || r.size < 0) {
-			rc = smelt_fail(err, SMELT_ENET,
-					"%s: the Hub sent no usable ETag or size for this file", file);
-			goto out;
-		}
-		snprintf(m->etag, sizeof(m->etag), "%s", r.etag);
-		m->size = (uint64_t)r.size;
-		snprintf(m->url, sizeof(m->url), "%s", redirect ? r.location : url);
-		break;
+	rc = hub_http_fetch(&pl->net, true, url, 0, &r, err);
+	if (rc)
+		goto out;
+	bool redirect = r.status >= 300 && r.status < 400 && r.location[0];
+	if (!redirect && r.status != 200) {
+		rc = hub_error(pl, &r, file, err);
+		goto out;
 	}
+	if (!r.commit[0]) {
+		rc = smelt_fail(err, SMELT_ENET,
+				"%s: %s does not answer like the Hugging Face Hub (no X-Repo-Commit "
+				"header)",
+				file, pl->endpoint);
+		goto out;
+	}
+	if (!r.etag[0] || r.size < 0) {
+		rc = smelt_fail(err, SMELT_ENET, "%s: the Hub sent no usable ETag or size for this file",
+				file);
+		goto out;
+	}
+	snprintf(m->etag, sizeof(m->etag), "%s", r.etag);
+	m->size = (uint64_t)r.size;
+	/* Bytes come from the CDN the Hub points at, or from the answer's URL. */
+	snprintf(m->url, sizeof(m->url), "%s", redirect ? r.location : r.url);
 out:
 	hub_resp_free(&r);
 	return rc;

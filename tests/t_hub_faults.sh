@@ -135,7 +135,9 @@ check "...fetching exactly the $((SIZE - have)) missing bytes ($(blob_bytes "$ma
 C="$WORK/c7"
 mark=$(log_mark "$FAULT_LOG")
 pull ren fault/renamed --cache-dir "$C" && rc=0 || rc=$?
-check "relative redirect (renamed repo) is followed" \
+check "relative redirect of the API (renamed repo) is followed" \
+	rc_and_grep 0 <(log_since "$FAULT_LOG" "$mark") '^GET /api/models/fault/renamed/revision/main?blobs=true - 307 '
+check "relative redirect of resolve HEADs (renamed repo) is followed" \
 	rc_and_grep 0 <(log_since "$FAULT_LOG" "$mark") '^HEAD /fault/renamed/resolve/.* 307 '
 
 # ---- the Hub unreachable -------------------------------------------------------------------------

@@ -87,7 +87,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 state["n"] -= 1
                 return self.reply(503, b"busy", {"Retry-After": "1"}, head)
         base = f"http://127.0.0.1:{self.server.server_port}"
-        if path in (f"/api/models/{REPO}/revision/main", f"/api/models/fault/renamed/revision/main"):
+        if path == "/api/models/fault/renamed/revision/main":
+            return self.reply(307, b"", {"Location": f"/api/models/{REPO}/revision/main?{url.query}"},
+                              head)
+        if path == f"/api/models/{REPO}/revision/main":
             info = {"id": REPO, "sha": COMMIT, "siblings": [
                 {"rfilename": "config.json", "size": len(CONFIG), "blobId": CONFIG_SHA1},
                 {"rfilename": "model.safetensors", "size": len(BLOB), "blobId": "0" * 40,
