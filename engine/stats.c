@@ -23,7 +23,7 @@
 #include "smelt/pool.h"
 #include "stats_int.h"
 
-#define STATS_BLOCK_BYTES (1u << 20) /* f32 bytes per input per block */
+#define STATS_BLOCK_BYTES (1u << 18) /* f32 bytes per input per block */
 #define STATS_MAX_GROUPS 16
 
 void smelt_stats_opts_default(struct smelt_stats_opts *o)
@@ -110,6 +110,33 @@ nomem:
 	return 0;
 }
 
+/* The WIDEN orientation of a tensor read as rows x cols (spec widen.md §2). */
+static void orient(struct stats_tensor *t, int ndim, uint64_t rows, uint64_t cols)
+{
+	struct smelt_stats_tensor_info *in = &t->info;
+
+	t->rows = rows;
+	t->cols = cols;
+	t->numel = rows * cols;
+	if (ndim == 2 && smelt_is_token_embedding(in->name)) {
+		in->branch = SMELT_BRANCH_MATRIX_T;
+		in->d = cols;
+		in->k = rows;
+	} else if (ndim == 2) {
+		in->branch = SMELT_BRANCH_MATRIX;
+		in->d = rows;
+		in->k = cols;
+	} else {
+		in->branch = SMELT_BRANCH_VECTOR;
+		in->d = 1;
+		in->k = t->numel;
+	}
+	if (in->k > UINT32_MAX) {
+		in->branch = SMELT_BRANCH_SKIPPED;
+		snprintf(t->note, sizeof(t->note), "more than 2^32 columns");
+	}
+}
+
 /* Decide how tensor t (base tensor bt) is compared; fills note when skipped. */
 static void plan_tensor(struct smelt_stats *s, struct stats_tensor *t,
 			const struct smelt_ckpt_tensor *bt)
@@ -160,26 +187,7 @@ static void plan_tensor(struct smelt_stats *s, struct stats_tensor *t,
 		snprintf(t->note, sizeof(t->note), "empty tensor");
 		goto skipped;
 	}
-	t->rows = rows;
-	t->cols = cols;
-	t->numel = rows * cols;
-	if (b->ndim == 2 && smelt_is_token_embedding(bt->name)) {
-		in->branch = SMELT_BRANCH_MATRIX_T;
-		in->d = cols;
-		in->k = rows;
-	} else if (b->ndim == 2) {
-		in->branch = SMELT_BRANCH_MATRIX;
-		in->d = rows;
-		in->k = cols;
-	} else {
-		in->branch = SMELT_BRANCH_VECTOR;
-		in->d = 1;
-		in->k = t->numel;
-	}
-	if (in->k > UINT32_MAX) {
-		in->branch = SMELT_BRANCH_SKIPPED;
-		snprintf(t->note, sizeof(t->note), "more than 2^32 columns");
-	}
+	orient(t, b->ndim, rows, cols);
 	in->note = t->note[0] ? t->note : NULL;
 	return;
 skipped:
@@ -301,6 +309,57 @@ fail:
 	free(re);
 	smelt_stats_free(s);
 	return rc;
+}
+
+int stats_open_shapes(struct smelt_stats **out, int n_models, const struct stats_shape *sh,
+		      size_t n_tensors, const struct smelt_stats_opts *opts, struct smelt_err *err)
+{
+	struct smelt_stats *s;
+	int rc;
+
+	*out = NULL;
+	if (n_models < 1 || n_models > WIDEN_MAX_MODELS)
+		return smelt_fail(err, SMELT_EINVAL, "need 1 to %d models", WIDEN_MAX_MODELS);
+	if ((rc = check_knobs(opts->threshold, opts->calibration, opts->temperature, err)))
+		return rc;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return smelt_fail(err, SMELT_ENOMEM, "out of memory");
+	pthread_mutex_init(&s->lock, NULL);
+	s->n = n_models;
+	s->opts = *opts;
+	s->opts.no_cache = true;
+	s->opts.exclude = NULL;
+	s->opts.n_exclude = 0;
+	s->kn = (struct widen_knobs){opts->threshold, opts->calibration, opts->temperature};
+	s->n_tensors = n_tensors;
+	s->t = calloc(n_tensors ? n_tensors : 1, sizeof(*s->t));
+	if (!s->t)
+		goto nomem;
+	for (size_t i = 0; i < n_tensors; i++) {
+		struct stats_tensor *t = &s->t[i];
+		uint64_t rows, cols;
+
+		t->res = calloc((size_t)n_models, sizeof(*t->res));
+		if (!t->res)
+			goto nomem;
+		t->info.name = sh[i].name;
+		t->info.layer = smelt_layer_index(sh[i].name, NULL, NULL);
+		t->info.kind = smelt_tensor_kind(sh[i].name);
+		smelt_tensor_rows_cols(sh[i].ndim, sh[i].shape, &rows, &cols);
+		orient(t, sh[i].ndim, rows, cols);
+		t->info.note = t->note[0] ? t->note : NULL;
+		if (t->info.layer >= s->n_layers)
+			s->n_layers = t->info.layer + 1;
+	}
+	if (plan_cells(s))
+		goto nomem;
+	atomic_init(&s->state, SMELT_STATS_IDLE);
+	*out = s;
+	return 0;
+nomem:
+	smelt_stats_free(s);
+	return smelt_fail(err, SMELT_ENOMEM, "out of memory");
 }
 
 /* ---- summaries ---- */

@@ -62,6 +62,18 @@ struct smelt_stats {
 	struct smelt_err thread_err;
 };
 
+/* An analysis planned from tensor shapes alone, without checkpoints: the
+ * tests and the re-scoring benchmark fill it with stats_install() (never
+ * smelt_stats_run). Layer and kind come from the names; the cache is off;
+ * names must outlive the object. */
+struct stats_shape {
+	const char *name;
+	int ndim;
+	uint64_t shape[SMELT_MAX_DIMS];
+};
+int stats_open_shapes(struct smelt_stats **out, int n_models, const struct stats_shape *sh,
+		      size_t n_tensors, const struct smelt_stats_opts *opts, struct smelt_err *err);
+
 /* Install tensor i's per-column arrays (ownership moves to s) and publish
  * its results with the current knobs. Takes the lock. */
 int stats_install(struct smelt_stats *s, size_t i, double *mag, double *dir, uint32_t *pos_m,
