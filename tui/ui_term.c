@@ -195,6 +195,41 @@ int ui_textf(int y, int x, int w, struct ui_style s, const char *fmt, ...)
 	return ui_text(y, x, w, s, buf);
 }
 
+int ui_text_wrap(int y, int x, int h, int w, struct ui_style s, const char *text)
+{
+	const char *p = text;
+	int rows = 0;
+
+	if (w <= 0)
+		return 0;
+	while (*p && rows < h) {
+		int len = 0, cut = -1, cols = 0;
+
+		/* Find how many bytes fit in w columns, preferring a space. */
+		while (p[len] && p[len] != '\n' && cols < w) {
+			if (p[len] == ' ')
+				cut = len;
+			len++;
+			while ((p[len] & 0xC0) == 0x80)
+				len++;
+			cols++;
+		}
+		if (p[len] && p[len] != '\n' && cut > 0)
+			len = cut;
+		{
+			char line[1024];
+
+			snprintf(line, sizeof(line), "%.*s", len, p);
+			ui_text(y + rows, x, w, s, line);
+		}
+		rows++;
+		p += len;
+		while (*p == ' ' || *p == '\n')
+			p++;
+	}
+	return rows;
+}
+
 void ui_glyph(int y, int x, const char *glyph, struct ui_style s)
 {
 	cchar_t cc;

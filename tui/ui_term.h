@@ -61,6 +61,9 @@ void ui_set(struct ui_style s);
 int ui_text(int y, int x, int w, struct ui_style s, const char *text);
 int ui_textf(int y, int x, int w, struct ui_style s, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
+/* Print text word-wrapped into at most h rows of w columns (embedded
+ * newlines start a new row). Returns the rows used. */
+int ui_text_wrap(int y, int x, int h, int w, struct ui_style s, const char *text);
 /* One glyph (a UTF-8 string of one character) at (y, x). */
 void ui_glyph(int y, int x, const char *glyph, struct ui_style s);
 /* Fill a rectangle with spaces in style s. */

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# t_tui_flow.sh: the workbench end to end in tmux on the tiny base/ft/pt
+# family: pick models in the file browser, see their details, view every
+# heatmap mode, change the WIDEN temperature and see the preview change,
+# validate, run a merge to completion, save the recipe, quit with the
+# terminal restored.
+set -eu
+. "$(dirname "$0")/tui_lib.bash"
+
+tmp=$(mktemp -d)
+trap 'tui_cleanup; rm -rf "$tmp"' EXIT
+fam=$(tui_family)
+# A browsable copy-free view of the family: symlinks to the read-only folders.
+mkdir -p "$tmp/family"
+for m in base ft pt; do ln -s "$fam/$m" "$tmp/family/$m"; done
+export XDG_CACHE_HOME="$tmp/cache" HF_HUB_CACHE="$tmp/hf"
+
+tui_start 140 45 "cd '$tmp/family' && TERM=xterm-256color '$SMELT_BIN' tui -o '$tmp/out'"
+
+check "opens on the checkpoints view" tui_wait "Local folders"
+check "lists the family folders" tui_wait "base/"
+check "shows the empty HF cache" tui_wait "no models cached"
+
+# Entries: ../ base/ ft/ pt/ (folders first, sorted). Pick base, then ft and pt.
+tui_keys j b
+check "base picked" tui_wait "base: $tmp/family/base"
+tui_keys j a
+check "ft added" tui_wait "model 1: $tmp/family/ft"
+tui_keys j a
+check "pt added" tui_wait "model 2: $tmp/family/pt"
+check "base details" tui_wait "LlamaForCausalLM"
+tui_keys Tab Tab j
+check "model details show compatibility" tui_wait "compatible with the base"
+check "model layer count shown" tui_wait "layers        4"
+
+tui_keys 2
+check "heatmap magnitude mode" tui_wait "magnitude divergence"
+check "heatmap finishes computing" tui_wait_gone "computing" 60
+check "cursor cell numbers" tui_wait "omega     mean"
+check "legend shows the scale" tui_wait "linear"
+tui_keys m
+check "direction mode" tui_wait "direction divergence"
+tui_keys m
+check "weight mode" tui_wait "WIDEN weight"
+tui_keys s
+check "log scale" tui_wait "log scale"
+tui_keys s j l
+check "cursor moves to layer 1" tui_wait "layer 1  k"
+
+# Settings: find the temperature row and raise it; the preview must change.
+tui_keys 3
+check "settings view" tui_wait "widen parameters"
+check "preview of WIDEN weights" tui_wait "preview mean"
+before=$(tui_screen | grep -o 'preview mean.*' | head -n 1)
+header=$(tui_screen | grep -n 'all / global' | head -n 1 | cut -d: -f1)
+row=$(tui_screen | grep -n '│ *temperature\|┃ *temperature' | head -n 1 | cut -d: -f1)
+if [ -n "$row" ] && [ -n "$header" ]; then
+	tui_keys Tab
+	for _ in $(seq 1 $((row - header - 1))); do tui_keys j; done
+	tui_keys + + + + + + + + + +
+	changed=0
+	for _ in $(seq 1 100); do
+		after=$(tui_screen | grep -o 'preview mean.*' | head -n 1)
+		if [ "$after" != "$before" ] && ! grep -q 're-scoring' <<<"$after"; then
+			changed=1
+			break
+		fi
+		sleep 0.05
+	done
+	check "temperature change re-scores the preview" [ $changed -eq 1 ]
+	tui_keys 2 m
+	check "heatmap shows the new knobs" tui_wait "T=2"
+else
+	bad "temperature row found in the settings form"
+fi
+
+# Save the recipe as YAML and JSON.
+tui_keys 3 s C-u "$tmp/recipe.yml" Enter
+check "recipe saved as YAML" tui_wait "saved $tmp/recipe.yml"
+check "YAML names the method" grep -q "merge_method: widen" "$tmp/recipe.yml"
+tui_keys s C-u "$tmp/recipe.json" Enter
+check "recipe saved as JSON" tui_wait "saved $tmp/recipe.json"
+
+# Run: valid, merge, output folder complete.
+tui_keys 4
+check "run view validates" tui_wait "press r to merge" 30
+tui_keys r
+check "merge completes" tui_wait "merged in" 120
+check "output folder has the model" test -s "$tmp/out/model.safetensors"
+check "output folder has config.json" test -s "$tmp/out/config.json"
+check "no partial folder left" bash -c "! ls -d '$tmp'/out.partial-* 2>/dev/null"
+check "summary names the output" tui_wait "output  $tmp/out"
+
+# A second run into the same folder is refused until overwrite is on.
+check "existing output is reported" tui_wait "fix in view 4 Run: output folder" 30
+
+tui_keys '?'
+check "help overlay" tui_wait "Keys (any key closes)"
+tui_keys x
+check "help closes" tui_wait_gone "Keys (any key closes)"
+
+tui_keys q
+check "quits with status 0" tui_wait "EXIT=0"
+check "terminal restored" tui_wait "icanon echo"
+
+tui_summary

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# t_tui_tiers.sh: the workbench degrades cleanly: 8 colours (TERM=xterm),
+# NO_COLOR, truecolor (xterm-direct), ASCII when the locale is not UTF-8;
+# themes by name; a too-small terminal; bad options.
+set -eu
+. "$(dirname "$0")/tui_lib.bash"
+
+tmp=$(mktemp -d)
+trap 'tui_cleanup; rm -rf "$tmp"' EXIT
+fam=$(tui_family)
+export XDG_CACHE_HOME="$tmp/cache" HF_HUB_CACHE="$tmp/hf"
+args="-o '$tmp/out' '$fam/base' '$fam/ft' '$fam/pt'"
+
+# run_tier NAME ENV EXPECT: open on the heatmap, wait for the tier name in
+# the top bar and for the analysis to finish, walk the modes, quit.
+run_tier() {
+	local name=$1 env=$2 expect=$3
+	tui_start 120 40 "env $env '$SMELT_BIN' tui $args"
+	check "$name: tier shown" tui_wait "$expect "
+	check "$name: heatmap" tui_wait "magnitude divergence"
+	check "$name: analysis done" tui_wait_gone "computing" 60
+	tui_keys m m j
+	check "$name: weight mode" tui_wait "WIDEN weight"
+	tui_keys q
+	check "$name: clean exit" tui_wait "EXIT=0"
+}
+
+run_tier "xterm 8 colours" "TERM=xterm LANG=C.UTF-8" " 8"
+if tui_screen >/dev/null; then
+	:
+fi
+run_tier "NO_COLOR" "TERM=xterm-256color NO_COLOR=1 LANG=C.UTF-8" "mono"
+if infocmp xterm-direct >/dev/null 2>&1; then
+	run_tier "truecolor" "TERM=xterm-direct LANG=C.UTF-8" "truecolor"
+else
+	echo "skip truecolor: no xterm-direct terminfo (apt-get install ncurses-term)"
+fi
+run_tier "256 colours" "TERM=xterm-256color LANG=C.UTF-8" "256"
+
+# Shade glyphs in 8 colours; half blocks in 256.
+tui_start 120 40 "env TERM=xterm LANG=C.UTF-8 '$SMELT_BIN' tui $args"
+tui_wait_gone "computing" 60 >/dev/null || true
+check "8 colours use shade glyphs" tui_wait "▓"
+tui_keys q
+tui_wait "EXIT=0" >/dev/null || true
+tui_start 120 40 "env TERM=xterm-256color LANG=C.UTF-8 '$SMELT_BIN' tui $args"
+tui_wait_gone "computing" 60 >/dev/null || true
+check "256 colours use half blocks" tui_wait "▀"
+tui_keys q
+tui_wait "EXIT=0" >/dev/null || true
+
+# ASCII when the locale is not UTF-8.
+tui_start 120 40 "env TERM=xterm-256color LANG=C LC_ALL=C '$SMELT_BIN' tui $args"
+check "ASCII: heatmap" tui_wait "magnitude divergence"
+tui_wait_gone "computing" 60 >/dev/null || true
+check "ASCII: box drawn with +-" tui_wait "+-"
+check "ASCII: no line-drawing glyphs" bash -c "! tmux -L '$TUI_SOCK' capture-pane -p -t t | grep -q '│'"
+tui_keys q
+check "ASCII: clean exit" tui_wait "EXIT=0"
+
+# Themes: by name, from the user folder, unknown names refused.
+tui_start 120 40 "env TERM=xterm-256color '$SMELT_BIN' tui --theme light $args"
+check "light theme opens" tui_wait "magnitude divergence"
+tui_keys q
+check "light theme exits" tui_wait "EXIT=0"
+mkdir -p "$tmp/config/smelt/themes"
+echo '{"name":"mine","accent":"#ff0000"}' >"$tmp/config/smelt/themes/mine.json"
+tui_start 120 40 "env XDG_CONFIG_HOME='$tmp/config' SMELT_THEME=mine TERM=xterm-256color '$SMELT_BIN' tui $args"
+check "user theme via SMELT_THEME" tui_wait "magnitude divergence"
+tui_keys q
+check "user theme exits" tui_wait "EXIT=0"
+tui_start 120 40 "'$SMELT_BIN' tui --theme no-such-theme"
+check "unknown theme refused" tui_wait "theme 'no-such-theme' not found"
+check "unknown theme exit status 2" tui_wait "EXIT=2"
+
+# Too small, then resized to fit.
+tui_start 60 14 "env TERM=xterm-256color '$SMELT_BIN' tui $args"
+check "too-small terminal says so" tui_wait "terminal too small"
+tmx resize-window -t t -x 120 -y 40
+check "resize redraws the view" tui_wait "magnitude divergence"
+tui_keys q
+check "exit after resize" tui_wait "EXIT=0"
+
+# Options and non-terminals.
+check "--help prints usage" bash -c "'$SMELT_BIN' tui --help | grep -q 'usage: smelt tui'"
+check "unknown option is a usage error" bash -c "'$SMELT_BIN' tui --bogus </dev/null >/dev/null 2>&1; [ \$? -eq 2 ]"
+check "no terminal is refused" bash -c "'$SMELT_BIN' tui </dev/null 2>&1 | grep -q 'needs a terminal'"
+
+tui_summary

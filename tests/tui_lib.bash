@@ -1,0 +1,140 @@
+# tui_lib.bash: helpers for the tmux-driven workbench tests (sourced by
+# tests/t_tui_*.sh and bench/tui_latency.sh). Each test runs the real
+# program in its own tmux server, sends keys and polls capture-pane for the
+# expected text with a timeout instead of sleeping fixed times.
+
+TUI_SOCK="smelt-tui-$$-$RANDOM"
+TUI_PASS=0
+TUI_FAIL=0
+
+tmx() { tmux -L "$TUI_SOCK" -f /dev/null "$@"; }
+
+# tui_start WIDTH HEIGHT CMD...: run CMD (a shell command line) in a new
+# session; the shell prints EXIT=<status> and the tty mode when it ends so
+# tests can check a clean exit with the terminal restored.
+tui_start() {
+	local w=$1 h=$2
+	shift 2
+	tmx kill-server 2>/dev/null || true
+	tmx new-session -d -x "$w" -y "$h" -s t \
+		"stty sane; $*; echo EXIT=\$?; stty -a | tr ' ;' '\n\n' | grep -E '^-?(icanon|echo)\$' | tr '\n' ' '; echo; sleep 600"
+	tmx set-option -t t status off >/dev/null
+}
+
+tui_screen() { tmx capture-pane -p -t t 2>/dev/null; }
+
+tui_keys() { tmx send-keys -t t "$@"; }
+
+# tui_wait TEXT [SECONDS]: wait until TEXT (fixed string) is on screen.
+tui_wait() {
+	local text=$1 limit=${2:-20} start now
+	start=$(date +%s%N)
+	while :; do
+		if tui_screen | grep -qF -- "$text"; then
+			return 0
+		fi
+		now=$(date +%s%N)
+		if [ $(((now - start) / 1000000)) -gt $((limit * 1000)) ]; then
+			echo "--- timed out waiting for '$text'; screen:" >&2
+			tui_screen >&2
+			return 1
+		fi
+		sleep 0.05
+	done
+}
+
+# tui_wait_gone TEXT [SECONDS]: wait until TEXT is no longer on screen.
+tui_wait_gone() {
+	local text=$1 limit=${2:-20} start now
+	start=$(date +%s%N)
+	while tui_screen | grep -qF -- "$text"; do
+		now=$(date +%s%N)
+		if [ $(((now - start) / 1000000)) -gt $((limit * 1000)) ]; then
+			echo "--- timed out waiting for '$text' to go; screen:" >&2
+			tui_screen >&2
+			return 1
+		fi
+		sleep 0.05
+	done
+}
+
+ok() {
+	TUI_PASS=$((TUI_PASS + 1))
+	echo "ok   $1"
+}
+
+bad() {
+	TUI_FAIL=$((TUI_FAIL + 1))
+	echo "FAIL $1"
+}
+
+# check NAME CMD...: run CMD, count a pass or a failure.
+check() {
+	local name=$1
+	shift
+	if "$@"; then ok "$name"; else bad "$name"; fi
+}
+
+tui_cleanup() {
+	tmx kill-server 2>/dev/null || true
+}
+
+tui_summary() {
+	echo "$TUI_PASS passed, $TUI_FAIL failed"
+	[ "$TUI_FAIL" -eq 0 ]
+}
+
+# The family the tests merge: the tiny trained base / ft / pt checkpoints.
+tui_family() {
+	echo "${SMELT_SHARED:?}/testdata/tiny-family"
+}
+
+# tui_big_family DIR: a synthetic base/ft/pt family large enough that a
+# merge runs for a few seconds (for cancel, resize and latency checks).
+tui_big_family() {
+	python3 - "$1" <<'EOF'
+import json, os, struct, sys
+import numpy as np
+out = sys.argv[1]
+L, H, I, V = int(os.environ.get("TUI_BIG_LAYERS", "8")), 512, 1408, 4096
+rng = np.random.default_rng(7)
+def names():
+    yield "model.embed_tokens.weight", (V, H)
+    for l in range(L):
+        p = f"model.layers.{l}."
+        for n, s in (("self_attn.q_proj", (H, H)), ("self_attn.k_proj", (H, H)),
+                     ("self_attn.v_proj", (H, H)), ("self_attn.o_proj", (H, H)),
+                     ("mlp.gate_proj", (I, H)), ("mlp.up_proj", (I, H)),
+                     ("mlp.down_proj", (H, I))):
+            yield p + n + ".weight", s
+        yield p + "input_layernorm.weight", (H,)
+        yield p + "post_attention_layernorm.weight", (H,)
+    yield "model.norm.weight", (H,)
+    yield "lm_head.weight", (V, H)
+base = {n: (rng.standard_normal(s, dtype=np.float32) * 0.02) for n, s in names()}
+def write(folder, tensors):
+    os.makedirs(folder, exist_ok=True)
+    header, off, blobs = {}, 0, []
+    for n in sorted(tensors):
+        b = tensors[n].astype(np.float32).tobytes()
+        header[n] = {"dtype": "F32", "shape": list(tensors[n].shape), "data_offsets": [off, off + len(b)]}
+        off += len(b)
+        blobs.append(b)
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(os.path.join(folder, "model.safetensors"), "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "num_hidden_layers": L,
+           "hidden_size": H, "intermediate_size": I, "vocab_size": V, "torch_dtype": "float32",
+           "tie_word_embeddings": False}
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(cfg, f)
+write(os.path.join(out, "base"), base)
+for name, scale in (("ft", 0.1), ("pt", 0.4)):
+    write(os.path.join(out, name),
+          {n: t + rng.standard_normal(t.shape, dtype=np.float32) * 0.02 * scale for n, t in base.items()})
+EOF
+}
