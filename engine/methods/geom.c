@@ -20,30 +20,78 @@ size_t smelt_geom_tri_index(int k, int i, int j)
 	return (size_t)i * (size_t)k - (size_t)i * (size_t)(i - 1) / 2 + (size_t)(j - i);
 }
 
+/* Elements per tile: each vector's tile is converted to double once and
+ * shared by all its pairs. */
+#define GRAM_TILE 64
+/* Up to this many vectors use tiles (k * 512 bytes of stack); more fall
+ * back to one pass per pair. */
+#define GRAM_TILE_MAX_K 16
+
+/* Sum of a[e] * b[e] over n doubles, four independent chains in a fixed
+ * order (deterministic, and fast without reassociation). */
+static double dot4(const double *a, const double *b, size_t n)
+{
+	double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+	size_t e = 0;
+
+	for (; e + 4 <= n; e += 4) {
+		s0 += a[e] * b[e];
+		s1 += a[e + 1] * b[e + 1];
+		s2 += a[e + 2] * b[e + 2];
+		s3 += a[e + 3] * b[e + 3];
+	}
+	for (; e < n; e++)
+		s0 += a[e] * b[e];
+	return (s0 + s1) + (s2 + s3);
+}
+
+/* v - o rounded to float (mergekit's f32 delta), as double. */
+static void load_tile(const float *v, const float *o, size_t n, double *t)
+{
+	if (o)
+		for (size_t e = 0; e < n; e++)
+			t[e] = (double)(v[e] - o[e]);
+	else
+		for (size_t e = 0; e < n; e++)
+			t[e] = (double)v[e];
+}
+
 static double dot_rel(const float *a, const float *b, const float *o, size_t n)
 {
-	double s = 0;
+	double ta[GRAM_TILE], tb[GRAM_TILE], s = 0;
 
-	if (!o) {
-		for (size_t e = 0; e < n; e++)
-			s += (double)a[e] * (double)b[e];
-		return s;
-	}
-	for (size_t e = 0; e < n; e++) {
-		float da = a[e] - o[e], db = b[e] - o[e];
+	for (size_t e0 = 0; e0 < n; e0 += GRAM_TILE) {
+		size_t len = n - e0 < GRAM_TILE ? n - e0 : GRAM_TILE;
 
-		s += (double)da * (double)db;
+		load_tile(a + e0, o ? o + e0 : NULL, len, ta);
+		load_tile(b + e0, o ? o + e0 : NULL, len, tb);
+		s += dot4(ta, tb, len);
 	}
 	return s;
 }
 
 void smelt_geom_gram_add(const float *const *v, int k, const float *origin, size_t n, double *tri)
 {
-	size_t p = 0;
+	double tile[GRAM_TILE_MAX_K][GRAM_TILE];
 
-	for (int i = 0; i < k; i++)
-		for (int j = i; j < k; j++)
-			tri[p++] += dot_rel(v[i], v[j], origin, n);
+	if (k > GRAM_TILE_MAX_K) {
+		size_t p = 0;
+
+		for (int i = 0; i < k; i++)
+			for (int j = i; j < k; j++)
+				tri[p++] += dot_rel(v[i], v[j], origin, n);
+		return;
+	}
+	/* tile by tile, every pair of the tile added to its accumulator */
+	for (size_t e0 = 0; e0 < n; e0 += GRAM_TILE) {
+		size_t len = n - e0 < GRAM_TILE ? n - e0 : GRAM_TILE, p = 0;
+
+		for (int i = 0; i < k; i++)
+			load_tile(v[i] + e0, origin ? origin + e0 : NULL, len, tile[i]);
+		for (int i = 0; i < k; i++)
+			for (int j = i; j < k; j++)
+				tri[p++] += dot4(tile[i], tile[j], len);
+	}
 }
 
 void smelt_geom_gram_unpack(const double *tri, int k, double *full)
