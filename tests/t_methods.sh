@@ -16,6 +16,10 @@ expect_in() { # file needle description
 }
 
 if "$SMELT_BIN" methods > "$tmp/list" 2> "$tmp/err"; then ok; else bad "smelt methods exited non-zero"; fi
+if head -1 "$tmp/list" | grep -q "^0 merge methods"; then
+	bad "no method is registered in $SMELT_BIN: its link did not take the method objects" \
+		"from the engine archive (the registry refers to them weakly)"
+fi
 for m in linear task_arithmetic slerp nuslerp multislerp karcher model_stock nearswap \
 	arcee_fusion passthrough; do
 	expect_in "$tmp/list" "  $m " "list"

@@ -23,6 +23,19 @@
 
 #define MAXM 8
 
+/* Direct references: they also make sure the linker takes these methods'
+ * objects from the engine archive (the registry only refers to them weakly). */
+extern const struct smelt_method smelt_method_linear, smelt_method_task_arithmetic,
+	smelt_method_passthrough, smelt_method_slerp, smelt_method_nuslerp,
+	smelt_method_multislerp, smelt_method_karcher, smelt_method_model_stock,
+	smelt_method_nearswap, smelt_method_arcee_fusion;
+
+static const struct smelt_method *const my_tables[] = {
+	&smelt_method_linear,	  &smelt_method_task_arithmetic, &smelt_method_passthrough,
+	&smelt_method_slerp,	  &smelt_method_nuslerp,	 &smelt_method_multislerp,
+	&smelt_method_karcher,	  &smelt_method_model_stock,	 &smelt_method_nearswap,
+	&smelt_method_arcee_fusion};
+
 static const char *const my_methods[] = {"linear",     "task_arithmetic", "passthrough",
 					 "slerp",      "nuslerp",         "multislerp",
 					 "karcher",    "model_stock",     "nearswap",
@@ -423,6 +436,7 @@ TEST(registry_metadata)
 	for (size_t i = 0; i < sizeof(my_methods) / sizeof(my_methods[0]); i++) {
 		const struct smelt_method *m = need(my_methods[i]);
 
+		CHECK(m == my_tables[i]);
 		if (!m)
 			continue;
 		CHECK(m->summary && *m->summary && !strchr(m->summary, '\n'));
