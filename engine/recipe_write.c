@@ -85,6 +85,10 @@ static void yaml_number(struct sbuf *b, double x)
 		sb_printf(b, x < 0 ? "-.inf" : ".inf");
 		return;
 	}
+	if (x == 0 && signbit(x)) {
+		sb_printf(b, "-0.0"); /* "-0" would read back as the integer 0 */
+		return;
+	}
 	if (x == floor(x) && fabs(x) < 1e15) {
 		sb_printf(b, "%.0f", x);
 		return;
@@ -103,7 +107,7 @@ static void yaml_number(struct sbuf *b, double x)
 	sb_printf(b, "%s", buf);
 }
 
-static bool needs_quotes(const char *s)
+static bool needs_quotes(const char *s, bool flow)
 {
 	struct rnode probe = {0};
 	size_t len = strlen(s);
@@ -112,6 +116,9 @@ static bool needs_quotes(const char *s)
 	    s[len - 1] == '\t' || s[len - 1] == ':')
 		return true;
 	if (strstr(s, ": ") || strstr(s, " #") || strpbrk(s, "\n\r\t\\"))
+		return true;
+	/* inside [a, b] these end or open a collection */
+	if (flow && strpbrk(s, ",[]{}"))
 		return true;
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
 		if (*p < 0x20 || *p == 0x7f)
@@ -123,9 +130,9 @@ static bool needs_quotes(const char *s)
 	return probe.kind != RN_STR;
 }
 
-static void yaml_string(struct sbuf *b, const char *s)
+static void yaml_string_in(struct sbuf *b, const char *s, bool flow)
 {
-	if (!needs_quotes(s)) {
+	if (!needs_quotes(s, flow)) {
 		sb_printf(b, "%s", s);
 		return;
 	}
@@ -147,12 +154,17 @@ static void yaml_string(struct sbuf *b, const char *s)
 	sb_printf(b, "\"");
 }
 
-static void yaml_scalar(struct sbuf *b, const struct smelt_pvalue *v)
+static void yaml_string(struct sbuf *b, const char *s)
+{
+	yaml_string_in(b, s, false);
+}
+
+static void yaml_scalar(struct sbuf *b, const struct smelt_pvalue *v, bool flow)
 {
 	switch (v->kind) {
 	case SMELT_PV_NUMBER: yaml_number(b, v->num); break;
 	case SMELT_PV_BOOL: sb_printf(b, v->b ? "true" : "false"); break;
-	case SMELT_PV_STRING: yaml_string(b, v->str ? v->str : ""); break;
+	case SMELT_PV_STRING: yaml_string_in(b, v->str ? v->str : "", flow); break;
 	default: sb_printf(b, "null"); break;
 	}
 }
@@ -163,7 +175,7 @@ static void yaml_flow_list(struct sbuf *b, const struct smelt_pvalue *v)
 	for (size_t i = 0; i < v->n_items; i++) {
 		if (i)
 			sb_printf(b, ", ");
-		yaml_scalar(b, &v->items[i]);
+		yaml_scalar(b, &v->items[i], true);
 	}
 	sb_printf(b, "]");
 }
@@ -194,13 +206,13 @@ static void yaml_param(struct sbuf *b, int ind, const char *name, const struct s
 			if (c->value && c->value->kind == SMELT_PV_LIST)
 				yaml_flow_list(b, c->value);
 			else if (c->value)
-				yaml_scalar(b, c->value);
+				yaml_scalar(b, c->value, false);
 			else
 				sb_printf(b, "null");
 		}
 	} else {
 		sb_printf(b, " ");
-		yaml_scalar(b, v);
+		yaml_scalar(b, v, false);
 	}
 	sb_printf(b, "\n");
 }

@@ -270,7 +270,7 @@ TEST(writers_round_trip)
 		"        parameters: {weight: -.inf}\n"
 		"    parameters:\n      t: [0, 1.0e-5, 0.3333333333333333]\n"
 		"parameters:\n  t:\n    - filter: '*'\n      value: 0.25\n    - value: [1, 2]\n"
-		"  exclude: ['^model.embed', '0x10']\n"
+		"  exclude: ['^model.embed', '0x10', 'a, [b]']\n  zeros: [-0.0, 0]\n"
 		"dtype: torch.bfloat16\nout_dtype: float16\ntokenizer:\n  source: base\n"
 		"chat_template: \"{% for m in messages %}{{ m.content }}\\n{% endfor %}\"\n"
 		"seed: 18446744073709551615\nembed_policy: mean\n",
