@@ -1177,19 +1177,3 @@ int main(void)
 	cJSON_Delete(inputs);
 	return check_summary();
 }
-
-/* TEMP until ckpt.c lands */
-__attribute__((weak)) void smelt_tensor_rows_cols(int ndim, const uint64_t *shape, uint64_t *rows,
-                                                  uint64_t *cols)
-{
-	uint64_t c = 1;
-
-	for (int i = 1; i < ndim; i++)
-		c *= shape[i];
-	*rows = ndim ? shape[0] : 1;
-	*cols = ndim ? c : 1;
-	if (ndim == 1) {
-		*rows = 1;
-		*cols = shape[0];
-	}
-}
