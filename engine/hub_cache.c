@@ -38,7 +38,7 @@ int hub_mkdirs(const char *path, struct smelt_err *err)
 		*p = '\0';
 		if (mkdir(buf, 0777) != 0 && errno != EEXIST)
 			return smelt_fail(err, SMELT_EIO, "%s: cannot create folder: %s", buf,
-					  errno == ENOSPC ? "disk full" : strerror(errno));
+			                  errno == ENOSPC ? "disk full" : strerror(errno));
 		*p = c;
 		if (c == '\0')
 			break;
@@ -102,19 +102,19 @@ static int write_atomic(const char *path, const char *data, struct smelt_err *er
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
 	if (fd < 0)
 		return smelt_fail(err, SMELT_EIO, "%s: %s", tmp,
-				  errno == ENOSPC ? "disk full" : strerror(errno));
+		                  errno == ENOSPC ? "disk full" : strerror(errno));
 	w = write(fd, data, len);
 	if (close(fd) != 0 || w != (ssize_t)len || rename(tmp, path) != 0) {
 		int e = errno;
 		unlink(tmp);
 		return smelt_fail(err, SMELT_EIO, "%s: %s", path,
-				  e == ENOSPC ? "disk full" : strerror(e));
+		                  e == ENOSPC ? "disk full" : strerror(e));
 	}
 	return 0;
 }
 
 int hub_cache_write_ref(const char *repo_path, const char *rev, const char *commit,
-			struct smelt_err *err)
+                        struct smelt_err *err)
 {
 	char path[SMELT_HUB_PATH_MAX];
 	char old[41];
@@ -140,7 +140,7 @@ bool hub_cache_snapshot_has(const char *repo_path, const char *commit, const cha
 }
 
 int hub_cache_link(const char *repo_path, const char *commit, const char *file, const char *etag,
-		   struct smelt_err *err)
+                   struct smelt_err *err)
 {
 	char path[SMELT_HUB_PATH_MAX], tmp[SMELT_HUB_PATH_MAX + 32], target[SMELT_HUB_PATH_MAX];
 	size_t t = 0;
@@ -167,7 +167,7 @@ int hub_cache_link(const char *repo_path, const char *commit, const char *file, 
 		int e = errno;
 		unlink(tmp);
 		return smelt_fail(err, SMELT_EIO, "%s: cannot create the snapshot link: %s", path,
-				  e == ENOSPC ? "disk full" : strerror(e));
+		                  e == ENOSPC ? "disk full" : strerror(e));
 	}
 	return 0;
 }
@@ -182,7 +182,7 @@ int hub_lock(const char *path, const atomic_bool *cancel, int *fd, struct smelt_
 	f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
 	if (f < 0)
 		return smelt_fail(err, SMELT_EIO, "%s: cannot open the lock file: %s", path,
-				  strerror(errno));
+		                  strerror(errno));
 	/* Poll so a cancel request is honoured while another process works. */
 	while (flock(f, LOCK_EX | LOCK_NB) != 0) {
 		if (errno != EWOULDBLOCK && errno != EINTR) {
@@ -215,15 +215,16 @@ static bool is_dir(const char *path)
 }
 
 int smelt_hub_cache_lookup(const char *cache_dir, const struct smelt_hub_ref *ref, char *snapshot,
-			   size_t n, struct smelt_err *err)
+                           size_t n, struct smelt_err *err)
 {
 	char cache[SMELT_HUB_PATH_MAX], repo_path[SMELT_HUB_PATH_MAX], commit[41];
 	int rc;
 
 	if (!cache_dir) {
 		if (smelt_hub_cache_dir(cache, sizeof(cache)))
-			return smelt_fail(err, SMELT_EINVAL,
-					  "no Hugging Face cache folder (set HF_HUB_CACHE or HOME)");
+			return smelt_fail(
+			    err, SMELT_EINVAL,
+			    "no Hugging Face cache folder (set HF_HUB_CACHE or HOME)");
 		cache_dir = cache;
 	}
 	rc = smelt_hub_repo_id_check(ref->repo, err);
@@ -236,15 +237,14 @@ int smelt_hub_cache_lookup(const char *cache_dir, const struct smelt_hub_ref *re
 	if (smelt_hub_is_commit(ref->revision))
 		memcpy(commit, ref->revision, 41);
 	else if (hub_cache_read_ref(repo_path, ref->revision, commit) != 0)
-		return smelt_fail(err, SMELT_ENOTFOUND,
-				  "%s@%s is not in the Hugging Face cache %s", ref->repo,
-				  ref->revision, cache_dir);
+		return smelt_fail(err, SMELT_ENOTFOUND, "%s@%s is not in the Hugging Face cache %s",
+		                  ref->repo, ref->revision, cache_dir);
 	if ((size_t)snprintf(snapshot, n, "%s/snapshots/%s", repo_path, commit) >= n)
 		return smelt_fail(err, SMELT_EINVAL, "%s: path too long", repo_path);
 	if (!is_dir(snapshot))
 		return smelt_fail(err, SMELT_ENOTFOUND,
-				  "%s@%s is not in the Hugging Face cache %s (no snapshot %s)",
-				  ref->repo, ref->revision, cache_dir, commit);
+		                  "%s@%s is not in the Hugging Face cache %s (no snapshot %s)",
+		                  ref->repo, ref->revision, cache_dir, commit);
 	return 0;
 }
 
@@ -253,7 +253,7 @@ int smelt_hub_cache_lookup(const char *cache_dir, const struct smelt_hub_ref *re
 static int cmp_ref(const void *a, const void *b)
 {
 	return strcmp(((const struct smelt_hub_cached_ref *)a)->name,
-		      ((const struct smelt_hub_cached_ref *)b)->name);
+	              ((const struct smelt_hub_cached_ref *)b)->name);
 }
 
 static int cmp_commit(const void *a, const void *b)
@@ -284,7 +284,8 @@ static int scan_refs(struct smelt_hub_cached_repo *r, const char *dir, const cha
 		if (e->d_name[0] == '.')
 			continue;
 		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= sizeof(path) ||
-		    (size_t)snprintf(name, sizeof(name), "%s%s", prefix, e->d_name) >= sizeof(name) ||
+		    (size_t)snprintf(name, sizeof(name), "%s%s", prefix, e->d_name) >=
+		        sizeof(name) ||
 		    stat(path, &st) != 0)
 			continue;
 		if (S_ISDIR(st.st_mode)) {
@@ -395,7 +396,7 @@ static bool repo_from_folder(const char *name, struct smelt_hub_cached_repo *r)
 		const char *rest = name + pl, *sep = strstr(rest, "--");
 		if (sep)
 			snprintf(r->repo, sizeof(r->repo), "%.*s/%s", (int)(sep - rest), rest,
-				 sep + 2);
+			         sep + 2);
 		else
 			snprintf(r->repo, sizeof(r->repo), "%s", rest);
 		snprintf(r->type, sizeof(r->type), "%s", kinds[k].type);
@@ -405,7 +406,7 @@ static bool repo_from_folder(const char *name, struct smelt_hub_cached_repo *r)
 }
 
 int smelt_hub_cache_scan(const char *cache_dir, struct smelt_hub_cache_list *list,
-			 struct smelt_err *err)
+                         struct smelt_err *err)
 {
 	char cache[SMELT_HUB_PATH_MAX];
 	DIR *d;
@@ -415,15 +416,16 @@ int smelt_hub_cache_scan(const char *cache_dir, struct smelt_hub_cache_list *lis
 	memset(list, 0, sizeof(*list));
 	if (!cache_dir) {
 		if (smelt_hub_cache_dir(cache, sizeof(cache)))
-			return smelt_fail(err, SMELT_EINVAL,
-					  "no Hugging Face cache folder (set HF_HUB_CACHE or HOME)");
+			return smelt_fail(
+			    err, SMELT_EINVAL,
+			    "no Hugging Face cache folder (set HF_HUB_CACHE or HOME)");
 		cache_dir = cache;
 	}
 	d = opendir(cache_dir);
 	if (!d)
-		return errno == ENOENT ? 0
-				       : smelt_fail(err, SMELT_EIO, "%s: %s", cache_dir,
-						    strerror(errno));
+		return errno == ENOENT
+		           ? 0
+		           : smelt_fail(err, SMELT_EIO, "%s: %s", cache_dir, strerror(errno));
 	while ((e = readdir(d))) {
 		struct smelt_hub_cached_repo r;
 		char path[SMELT_HUB_PATH_MAX];
@@ -431,7 +433,7 @@ int smelt_hub_cache_scan(const char *cache_dir, struct smelt_hub_cache_list *lis
 		memset(&r, 0, sizeof(r));
 		if (!repo_from_folder(e->d_name, &r) ||
 		    (size_t)snprintf(path, sizeof(path), "%s/%s", cache_dir, e->d_name) >=
-			    sizeof(path) ||
+		        sizeof(path) ||
 		    !is_dir(path))
 			continue;
 		r.path = strdup(path);

@@ -20,10 +20,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MIN_PART (1u << 20)          /* smallest range worth its own request */
+#define MIN_PART        (1u << 20)   /* smallest range worth its own request */
 #define DOWNLOAD_BUFFER (512L << 10) /* libcurl receive buffer */
-#define SAVE_INTERVAL 1.0            /* seconds between range-record saves */
-#define TICK_INTERVAL 0.1
+#define SAVE_INTERVAL   1.0          /* seconds between range-record saves */
+#define TICK_INTERVAL   0.1
 
 static double now_s(void)
 {
@@ -47,7 +47,7 @@ static long env_long(const char *name, long dflt, long lo, long hi)
 }
 
 int hub_net_init(struct hub_net *net, const char *endpoint, const char *token,
-		 const atomic_bool *cancel, struct smelt_err *err)
+                 const atomic_bool *cancel, struct smelt_err *err)
 {
 	memset(net, 0, sizeof(*net));
 	snprintf(net->endpoint, sizeof(net->endpoint), "%s", endpoint);
@@ -110,7 +110,8 @@ bool hub_same_origin(const char *a, const char *b)
 	if (!ua || !ub || curl_url_set(ua, CURLUPART_URL, a, 0) ||
 	    curl_url_set(ub, CURLUPART_URL, b, 0))
 		goto out;
-	if (curl_url_get(ua, CURLUPART_SCHEME, &sa, 0) || curl_url_get(ub, CURLUPART_SCHEME, &sb, 0) ||
+	if (curl_url_get(ua, CURLUPART_SCHEME, &sa, 0) ||
+	    curl_url_get(ub, CURLUPART_SCHEME, &sb, 0) ||
 	    curl_url_get(ua, CURLUPART_HOST, &ha, 0) || curl_url_get(ub, CURLUPART_HOST, &hb, 0) ||
 	    curl_url_get(ua, CURLUPART_PORT, &pa, CURLU_DEFAULT_PORT) ||
 	    curl_url_get(ub, CURLUPART_PORT, &pb, CURLU_DEFAULT_PORT))
@@ -270,8 +271,8 @@ static long server_delay(CURL *e)
 
 static bool status_retryable(long status)
 {
-	return status == 408 || status == 429 || status == 500 || status == 502 ||
-	       status == 503 || status == 504;
+	return status == 408 || status == 429 || status == 500 || status == 502 || status == 503 ||
+	       status == 504;
 }
 
 /* Failures worth another attempt: the connection broke, not "no server". */
@@ -287,10 +288,8 @@ static bool curl_retryable(CURLcode res)
 	case CURLE_OUT_OF_MEMORY:
 	case CURLE_ABORTED_BY_CALLBACK:
 	case CURLE_PEER_FAILED_VERIFICATION:
-	case CURLE_SSL_CACERT_BADFILE:
-		return false;
-	default:
-		return true;
+	case CURLE_SSL_CACERT_BADFILE: return false;
+	default: return true;
 	}
 }
 
@@ -367,7 +366,7 @@ static bool origin_of(const char *url, char *out, size_t n)
 }
 
 static int fetch_retrying(struct hub_net *net, bool head, const char *url, size_t body_cap,
-			  struct hub_resp *r, struct smelt_err *err)
+                          struct hub_resp *r, struct smelt_err *err)
 {
 	char errbuf[CURL_ERROR_SIZE];
 	int failures = 0;
@@ -406,8 +405,8 @@ static int fetch_retrying(struct hub_net *net, bool head, const char *url, size_
 		if (rc)
 			return smelt_fail(err, rc, "cancelled");
 		if (b.too_big)
-			return smelt_fail(err, SMELT_EFORMAT, "answer from %s is larger than %zu bytes",
-					  url, body_cap);
+			return smelt_fail(err, SMELT_EFORMAT,
+			                  "answer from %s is larger than %zu bytes", url, body_cap);
 		if (res == CURLE_OK && !status_retryable(r->status))
 			return 0;
 		failures++;
@@ -417,9 +416,9 @@ static int fetch_retrying(struct hub_net *net, bool head, const char *url, size_
 			origin_of(url, origin, sizeof(origin));
 			if (res != CURLE_OK)
 				return smelt_fail(err, SMELT_ENET, "cannot reach %s: %s", origin,
-						  errbuf[0] ? errbuf : curl_easy_strerror(res));
+				                  errbuf[0] ? errbuf : curl_easy_strerror(res));
 			return smelt_fail(err, SMELT_ENET, "%s answered HTTP %ld after %d tries",
-					  origin, r->status, failures);
+			                  origin, r->status, failures);
 		}
 		rc = pause_ms(net, backoff_ms(net, failures, wait_s));
 		if (rc)
@@ -630,15 +629,16 @@ static int job_finished(struct dl_state *s, struct job *j, CURLcode res, struct 
 	curl_easy_getinfo(j->e, CURLINFO_RESPONSE_CODE, &code);
 	j->server_wait = server_delay(j->e);
 	char errtext[CURL_ERROR_SIZE];
-	snprintf(errtext, sizeof(errtext), "%s", j->errbuf[0] ? j->errbuf : curl_easy_strerror(res));
+	snprintf(errtext, sizeof(errtext), "%s",
+	         j->errbuf[0] ? j->errbuf : curl_easy_strerror(res));
 	job_stop(s, j);
 	if (!j->bad_status && !j->checked && code >= 300)
 		j->bad_status = code;
 
 	if (j->write_errno)
 		return smelt_fail(err, SMELT_EIO, "%s: %s", name,
-				  disk_full(j->write_errno) ? "disk full while writing the download"
-							    : strerror(j->write_errno));
+		                  disk_full(j->write_errno) ? "disk full while writing the download"
+		                                            : strerror(j->write_errno));
 	if (j->got_200) {
 		/* The server ignores Range: keep what the single answer can
 		 * give, i.e. nothing, and fetch the whole file in one GET. */
@@ -650,21 +650,21 @@ static int job_finished(struct dl_state *s, struct job *j, CURLcode res, struct 
 		return 0;
 	}
 	if (j->bad_status == -1)
-		return smelt_fail(err, SMELT_ENET, "%s: the server sent more bytes than the file holds",
-				  name);
+		return smelt_fail(err, SMELT_ENET,
+		                  "%s: the server sent more bytes than the file holds", name);
 	if (j->bad_status == 416)
 		return smelt_fail(err, SMELT_ENET, "%s: the server answered a different byte range",
-				  name);
+		                  name);
 	if (j->bad_status && !status_retryable(j->bad_status)) {
 		if (j->bad_status == 401 || j->bad_status == 403)
 			return smelt_fail(err, SMELT_EAUTH, "%s: download refused (HTTP %ld)", name,
-					  j->bad_status);
+			                  j->bad_status);
 		if (j->bad_status == 404 || j->bad_status == 410)
 			return smelt_fail(err, SMELT_ENOTFOUND,
-					  "%s: file missing on the download server (HTTP %ld)", name,
-					  j->bad_status);
+			                  "%s: file missing on the download server (HTTP %ld)",
+			                  name, j->bad_status);
 		return smelt_fail(err, SMELT_ENET, "%s: download failed with HTTP %ld", name,
-				  j->bad_status);
+		                  j->bad_status);
 	}
 	if (res != CURLE_OK && !j->bad_status && !curl_retryable(res) &&
 	    res != CURLE_COULDNT_CONNECT)
@@ -679,10 +679,11 @@ static int job_finished(struct dl_state *s, struct job *j, CURLcode res, struct 
 	j->failures++;
 	if (j->failures > s->net->retries) {
 		if (j->bad_status)
-			return smelt_fail(err, SMELT_ENET, "%s: server answered HTTP %ld after %d tries",
-					  name, j->bad_status, j->failures);
+			return smelt_fail(err, SMELT_ENET,
+			                  "%s: server answered HTTP %ld after %d tries", name,
+			                  j->bad_status, j->failures);
 		return smelt_fail(err, SMELT_ENET, "%s: download failed after %d tries: %s", name,
-				  j->failures, errtext);
+		                  j->failures, errtext);
 	}
 	j->not_before = now_s() + (double)backoff_ms(s->net, j->failures, j->server_wait) / 1000.0;
 	return 0;
@@ -751,7 +752,8 @@ int hub_http_download(struct hub_net *net, struct hub_download *d, struct smelt_
 			stop_all(&s);
 			if (++restarts > net->retries) {
 				rc = smelt_fail(err, SMELT_ENET,
-						"%s: the server keeps ignoring byte ranges", d->name);
+				                "%s: the server keeps ignoring byte ranges",
+				                d->name);
 				break;
 			}
 			/* Everything is refetched by one plain GET. */
@@ -806,7 +808,7 @@ int hub_http_download(struct hub_net *net, struct hub_download *d, struct smelt_
 }
 
 int hub_http_fetch(struct hub_net *net, bool head, const char *url, size_t body_cap,
-		   struct hub_resp *r, struct smelt_err *err)
+                   struct hub_resp *r, struct smelt_err *err)
 {
 	char cur[HUB_URL_MAX], origin[1024];
 
@@ -821,6 +823,7 @@ int hub_http_fetch(struct hub_net *net, bool head, const char *url, size_t body_
 			return smelt_fail(err, SMELT_ENET, "too many redirects from %s", url);
 		if (!origin_of(cur, origin, sizeof(origin)) ||
 		    (size_t)snprintf(cur, sizeof(cur), "%s%s", origin, r->location) >= sizeof(cur))
-			return smelt_fail(err, SMELT_ENET, "cannot follow the redirect from %s", url);
+			return smelt_fail(err, SMELT_ENET, "cannot follow the redirect from %s",
+			                  url);
 	}
 }

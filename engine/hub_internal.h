@@ -28,10 +28,10 @@
 #include "smelt/hub.h"
 
 #define HUB_DEFAULT_ENDPOINT "https://huggingface.co"
-#define HUB_URL_MAX 8192
-#define HUB_TOKEN_MAX 1024
-#define HUB_ETAG_MAX 128
-#define HUB_API_BODY_MAX (64u << 20) /* cap on JSON answers */
+#define HUB_URL_MAX          8192
+#define HUB_TOKEN_MAX        1024
+#define HUB_ETAG_MAX         128
+#define HUB_API_BODY_MAX     (64u << 20) /* cap on JSON answers */
 
 /* ---- hub_url.c ---- */
 
@@ -61,7 +61,7 @@ bool hub_glob_match(const char *pattern, const char *name);
 /* Whether a repo file is downloaded: includes (or the default set when
  * there are none) minus excludes. */
 bool hub_file_selected(const char *name, const char *const *inc, size_t n_inc,
-		       const char *const *exc, size_t n_exc);
+                       const char *const *exc, size_t n_exc);
 
 /* Strip a leading W/ and surrounding quotes; false when the result is
  * empty, too long or not a safe file name ([A-Za-z0-9._-], no leading '.'). */
@@ -114,13 +114,13 @@ int hub_cache_repo_path(const char *cache, const char *repo, char *out, size_t n
 /* Read refs/<rev>: 0 and the commit, or SMELT_ENOTFOUND. */
 int hub_cache_read_ref(const char *repo_path, const char *rev, char commit[41]);
 int hub_cache_write_ref(const char *repo_path, const char *rev, const char *commit,
-			struct smelt_err *err);
+                        struct smelt_err *err);
 /* True when snapshots/<commit>/<file> resolves to a regular file. */
 bool hub_cache_snapshot_has(const char *repo_path, const char *commit, const char *file);
 /* snapshots/<commit>/<file> → relative link to blobs/<etag> (replaced
  * atomically if it exists). */
 int hub_cache_link(const char *repo_path, const char *commit, const char *file, const char *etag,
-		   struct smelt_err *err);
+                   struct smelt_err *err);
 /* flock(LOCK_EX) on path (created), polling cancel; *fd receives the lock. */
 int hub_lock(const char *path, const atomic_bool *cancel, int *fd, struct smelt_err *err);
 void hub_unlock(int fd);
@@ -133,11 +133,11 @@ struct hub_net {
 	char auth[HUB_TOKEN_MAX + 32]; /* "Authorization: Bearer ..." or "" */
 	bool has_token;
 	const atomic_bool *cancel;
-	int retries;            /* attempts after the first, for retryable failures */
-	long delay_ms;          /* first backoff delay, doubled up to max_delay_ms */
+	int retries;   /* attempts after the first, for retryable failures */
+	long delay_ms; /* first backoff delay, doubled up to max_delay_ms */
 	long max_delay_ms;
-	long meta_timeout_s;    /* HEAD / API requests (HF_HUB_ETAG_TIMEOUT) */
-	long stall_timeout_s;   /* downloads: abort below 1 byte/s for this long */
+	long meta_timeout_s;     /* HEAD / API requests (HF_HUB_ETAG_TIMEOUT) */
+	long stall_timeout_s;    /* downloads: abort below 1 byte/s for this long */
 	void (*tick)(void *ctx); /* called about 10 times a second while waiting */
 	void *tick_ctx;
 };
@@ -147,8 +147,8 @@ struct hub_resp {
 	char *body; /* NUL-terminated, NULL for HEAD */
 	size_t len;
 	char commit[64];
-	char etag[HUB_ETAG_MAX];  /* normalised X-Linked-Etag or ETag, "" if absent/unsafe */
-	int64_t size;             /* X-Linked-Size or Content-Length, -1 if absent */
+	char etag[HUB_ETAG_MAX]; /* normalised X-Linked-Etag or ETag, "" if absent/unsafe */
+	int64_t size;            /* X-Linked-Size or Content-Length, -1 if absent */
 	char location[HUB_URL_MAX];
 	char error_code[64];
 	char error_message[256];
@@ -157,7 +157,7 @@ struct hub_resp {
 };
 
 int hub_net_init(struct hub_net *net, const char *endpoint, const char *token,
-		 const atomic_bool *cancel, struct smelt_err *err);
+                 const atomic_bool *cancel, struct smelt_err *err);
 void hub_net_free(struct hub_net *net);
 bool hub_net_cancelled(const struct hub_net *net);
 
@@ -169,7 +169,7 @@ bool hub_same_origin(const char *a, const char *b);
  * origin. Returns 0 with r filled for any final HTTP status, SMELT_ENET
  * when no answer came, SMELT_ECANCELED. */
 int hub_http_fetch(struct hub_net *net, bool head, const char *url, size_t body_cap,
-		   struct hub_resp *r, struct smelt_err *err);
+                   struct hub_resp *r, struct smelt_err *err);
 void hub_resp_free(struct hub_resp *r);
 
 /* A download into an open file of known size. done holds the ranges already

@@ -66,7 +66,7 @@ int smelt_hub_init(struct smelt_err *err)
 	pthread_once(&init_once, init_curl);
 	if (init_result != CURLE_OK)
 		return smelt_fail(err, SMELT_ENET, "libcurl initialisation failed: %s",
-				  curl_easy_strerror(init_result));
+		                  curl_easy_strerror(init_result));
 	return 0;
 }
 
@@ -141,44 +141,45 @@ static void message(struct pull *pl, const char *msg)
 
 /* One plain message per failure the Hub can signal. */
 static int hub_error(struct pull *pl, const struct hub_resp *r, const char *file,
-		     struct smelt_err *err)
+                     struct smelt_err *err)
 {
 	const char *repo = pl->ref.repo, *rev = pl->ref.revision, *code = r->error_code;
 	bool tok = pl->net.has_token;
 
 	if (strcmp(code, "GatedRepo") == 0)
-		return smelt_fail(err, SMELT_EAUTH,
-				  tok ? "%s is a gated repository and your token has no access: "
-					"accept its conditions on the Hub"
-				      : "%s is a gated repository: accept its conditions on the Hub "
-					"and set HF_TOKEN (or log in to create the token file)",
-				  repo);
+		return smelt_fail(
+		    err, SMELT_EAUTH,
+		    tok ? "%s is a gated repository and your token has no access: "
+		          "accept its conditions on the Hub"
+		        : "%s is a gated repository: accept its conditions on the Hub "
+		          "and set HF_TOKEN (or log in to create the token file)",
+		    repo);
 	if (strcmp(code, "RepoNotFound") == 0 || (r->status == 404 && !file && !*code))
 		return smelt_fail(err, SMELT_ENOTFOUND,
-				  tok ? "repository %s not found (or your token cannot see it)"
-				      : "repository %s not found (if it is private, set HF_TOKEN)",
-				  repo);
+		                  tok ? "repository %s not found (or your token cannot see it)"
+		                      : "repository %s not found (if it is private, set HF_TOKEN)",
+		                  repo);
 	if (strcmp(code, "RevisionNotFound") == 0)
 		return smelt_fail(err, SMELT_ENOTFOUND, "revision '%s' not found in %s", rev, repo);
 	if (strcmp(code, "EntryNotFound") == 0 || (r->status == 404 && file))
 		return smelt_fail(err, SMELT_ENOTFOUND, "file '%s' missing from %s@%s",
-				  file ? file : "?", repo, rev);
+		                  file ? file : "?", repo, rev);
 	if (r->status == 401)
 		return tok ? smelt_fail(err, SMELT_EAUTH,
-					"the Hub rejected the token (check HF_TOKEN or the token "
-					"file) for %s",
-					repo)
-			   : smelt_fail(err, SMELT_ENOTFOUND,
-					"repository %s not found (if it is private or gated, set "
-					"HF_TOKEN)",
-					repo);
+		                        "the Hub rejected the token (check HF_TOKEN or the token "
+		                        "file) for %s",
+		                        repo)
+		           : smelt_fail(err, SMELT_ENOTFOUND,
+		                        "repository %s not found (if it is private or gated, set "
+		                        "HF_TOKEN)",
+		                        repo);
 	if (r->status == 403)
 		return smelt_fail(err, SMELT_EAUTH,
-				  tok ? "your token lacks permission to read %s"
-				      : "access to %s is forbidden",
-				  repo);
+		                  tok ? "your token lacks permission to read %s"
+		                      : "access to %s is forbidden",
+		                  repo);
 	return smelt_fail(err, SMELT_ENET, "%s%s%s: unexpected HTTP %ld from the Hub", repo,
-			  file ? "/" : "", file ? file : "", r->status);
+	                  file ? "/" : "", file ? file : "", r->status);
 }
 
 /* ---- listing ---- */
@@ -199,7 +200,7 @@ static int add_file(struct pull *pl, const char *name, uint64_t size, struct sme
 	if (smelt_hub_filename_check(name, err))
 		return smelt_err_prefix(err, "%s lists an unsafe file name", pl->ref.repo);
 	if (!hub_file_selected(name, pl->o->include, pl->o->n_include, pl->o->exclude,
-			       pl->o->n_exclude))
+	                       pl->o->n_exclude))
 		return 0;
 	v = realloc(pl->files, (pl->n_files + 1) * sizeof(*pl->files));
 	if (!v)
@@ -219,7 +220,7 @@ static cJSON *parse_json(const struct hub_resp *r, const char *what, struct smel
 
 	if (!j)
 		smelt_fail(err, SMELT_EFORMAT, "%s: the Hub answered something that is not JSON",
-			   what);
+		           what);
 	return j;
 }
 
@@ -243,12 +244,13 @@ static int list_tree(struct pull *pl, struct smelt_err *err)
 
 	hub_quote(pl->commit, false, qrev, sizeof(qrev));
 	snprintf(url, sizeof(url), "%s/api/models/%s/tree/%s?recursive=true&expand=false",
-		 pl->endpoint, pl->ref.repo, qrev);
+	         pl->endpoint, pl->ref.repo, qrev);
 	while (!rc && url[0]) {
 		cJSON *j, *item;
 
 		if (++pages > 10000)
-			return smelt_fail(err, SMELT_EFORMAT, "%s: endless file listing", pl->ref.repo);
+			return smelt_fail(err, SMELT_EFORMAT, "%s: endless file listing",
+			                  pl->ref.repo);
 		rc = hub_http_fetch(&pl->net, false, url, HUB_API_BODY_MAX, &r, err);
 		if (rc)
 			break;
@@ -259,7 +261,8 @@ static int list_tree(struct pull *pl, struct smelt_err *err)
 		j = parse_json(&r, pl->ref.repo, err);
 		if (!j || !cJSON_IsArray(j)) {
 			cJSON_Delete(j);
-			rc = smelt_fail(err, SMELT_EFORMAT, "%s: malformed file listing", pl->ref.repo);
+			rc = smelt_fail(err, SMELT_EFORMAT, "%s: malformed file listing",
+			                pl->ref.repo);
 			break;
 		}
 		cJSON_ArrayForEach(item, j)
@@ -270,7 +273,7 @@ static int list_tree(struct pull *pl, struct smelt_err *err)
 				continue;
 			if (!cJSON_IsString(path)) {
 				rc = smelt_fail(err, SMELT_EFORMAT, "%s: malformed file listing",
-						pl->ref.repo);
+				                pl->ref.repo);
 				break;
 			}
 			rc = add_file(pl, path->valuestring, json_size(item, "size"), err);
@@ -279,8 +282,8 @@ static int list_tree(struct pull *pl, struct smelt_err *err)
 		}
 		cJSON_Delete(j);
 		if (r.link_next[0] && !hub_same_origin(r.link_next, pl->endpoint)) {
-			rc = smelt_fail(err, SMELT_EFORMAT, "%s: file listing continues on another host",
-					pl->ref.repo);
+			rc = smelt_fail(err, SMELT_EFORMAT,
+			                "%s: file listing continues on another host", pl->ref.repo);
 			break;
 		}
 		snprintf(url, sizeof(url), "%s", r.link_next);
@@ -299,7 +302,7 @@ static int list_repo(struct pull *pl, struct smelt_err *err)
 
 	hub_quote(pl->ref.revision, false, qrev, sizeof(qrev));
 	snprintf(url, sizeof(url), "%s/api/models/%s/revision/%s?blobs=true", pl->endpoint,
-		 pl->ref.repo, qrev);
+	         pl->ref.repo, qrev);
 	rc = hub_http_fetch(&pl->net, false, url, HUB_API_BODY_MAX, &r, err);
 	if (rc)
 		goto out;
@@ -315,7 +318,7 @@ static int list_repo(struct pull *pl, struct smelt_err *err)
 	sha = cJSON_GetObjectItemCaseSensitive(j, "sha");
 	if (!cJSON_IsString(sha) || !smelt_hub_is_commit(sha->valuestring)) {
 		rc = smelt_fail(err, SMELT_EFORMAT, "%s@%s: the Hub's answer has no commit hash",
-				pl->ref.repo, pl->ref.revision);
+		                pl->ref.repo, pl->ref.revision);
 		goto out;
 	}
 	memcpy(pl->commit, sha->valuestring, 41);
@@ -328,7 +331,8 @@ static int list_repo(struct pull *pl, struct smelt_err *err)
 	{
 		const cJSON *name = cJSON_GetObjectItemCaseSensitive(item, "rfilename");
 		if (!cJSON_IsString(name)) {
-			rc = smelt_fail(err, SMELT_EFORMAT, "%s: malformed file list", pl->ref.repo);
+			rc =
+			    smelt_fail(err, SMELT_EFORMAT, "%s: malformed file list", pl->ref.repo);
 			goto out;
 		}
 		rc = add_file(pl, name->valuestring, json_size(item, "size"), err);
@@ -361,8 +365,7 @@ struct file_meta {
 
 /* HEAD the resolve URL (relative redirects of renamed repos are followed by
  * hub_http_fetch); an absolute redirect names the download location. */
-static int file_meta(struct pull *pl, const char *file, struct file_meta *m,
-		     struct smelt_err *err)
+static int file_meta(struct pull *pl, const char *file, struct file_meta *m, struct smelt_err *err)
 {
 	char qfile[SMELT_HUB_PATH_MAX * 3 + 1], url[HUB_URL_MAX];
 	struct hub_resp r = {0};
@@ -371,7 +374,7 @@ static int file_meta(struct pull *pl, const char *file, struct file_meta *m,
 	if (hub_quote(file, true, qfile, sizeof(qfile)))
 		return smelt_fail(err, SMELT_EINVAL, "%s: file name too long", file);
 	snprintf(url, sizeof(url), "%s/%s/resolve/%s/%s", pl->endpoint, pl->ref.repo, pl->commit,
-		 qfile);
+	         qfile);
 	rc = hub_http_fetch(&pl->net, true, url, 0, &r, err);
 	if (rc)
 		goto out;
@@ -381,15 +384,16 @@ static int file_meta(struct pull *pl, const char *file, struct file_meta *m,
 		goto out;
 	}
 	if (!r.commit[0]) {
-		rc = smelt_fail(err, SMELT_ENET,
-				"%s: %s does not answer like the Hugging Face Hub (no X-Repo-Commit "
-				"header)",
-				file, pl->endpoint);
+		rc =
+		    smelt_fail(err, SMELT_ENET,
+		               "%s: %s does not answer like the Hugging Face Hub (no X-Repo-Commit "
+		               "header)",
+		               file, pl->endpoint);
 		goto out;
 	}
 	if (!r.etag[0] || r.size < 0) {
-		rc = smelt_fail(err, SMELT_ENET, "%s: the Hub sent no usable ETag or size for this file",
-				file);
+		rc = smelt_fail(err, SMELT_ENET,
+		                "%s: the Hub sent no usable ETag or size for this file", file);
 		goto out;
 	}
 	snprintf(m->etag, sizeof(m->etag), "%s", r.etag);
@@ -402,7 +406,7 @@ out:
 }
 
 static int sha256_file(int fd, uint64_t size, char hex[65], const atomic_bool *cancel,
-		       struct smelt_err *err)
+                       struct smelt_err *err)
 {
 	enum { CHUNK = 4 << 20 };
 	unsigned char *buf = malloc(CHUNK), md[32];
@@ -422,7 +426,7 @@ static int sha256_file(int fd, uint64_t size, char hex[65], const atomic_bool *c
 			if (got < 0 && errno == EINTR)
 				continue;
 			rc = smelt_fail(err, SMELT_EIO, "read failed while hashing: %s",
-					got < 0 ? strerror(errno) : "file shorter than expected");
+			                got < 0 ? strerror(errno) : "file shorter than expected");
 			goto out;
 		}
 		EVP_DigestUpdate(ctx, buf, (size_t)got);
@@ -442,22 +446,23 @@ out:
 }
 
 static int preallocate(int fd, uint64_t size, const char *dir, const char *file,
-		       struct smelt_err *err)
+                       struct smelt_err *err)
 {
 	int e;
 
 	if (size == 0)
-		return ftruncate(fd, 0) == 0 ? 0 : smelt_fail(err, SMELT_EIO, "%s: %s", file,
-							       strerror(errno));
+		return ftruncate(fd, 0) == 0
+		           ? 0
+		           : smelt_fail(err, SMELT_EIO, "%s: %s", file, strerror(errno));
 	e = posix_fallocate(fd, 0, (off_t)size);
 	if (e == EOPNOTSUPP || e == EINVAL)
 		e = ftruncate(fd, (off_t)size) == 0 ? 0 : errno;
 	if (e == ENOSPC || e == EDQUOT || e == EFBIG)
-		return smelt_fail(err, SMELT_EIO, "disk full: %s needs %" PRIu64 " bytes in %s", file,
-				  size, dir);
+		return smelt_fail(err, SMELT_EIO, "disk full: %s needs %" PRIu64 " bytes in %s",
+		                  file, size, dir);
 	if (e)
 		return smelt_fail(err, SMELT_EIO, "%s: cannot allocate the download: %s", file,
-				  strerror(e));
+		                  strerror(e));
 	return 0;
 }
 
@@ -471,13 +476,13 @@ static uint64_t free_space(const char *dir)
 	return (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
 }
 
-/* Download into blobs/<etag>.incomplete (resuming from its record), verify
+/* Download into blobs/<etag>.smelt.incomplete (resuming from its record), verify
  * and move to blobs/<etag>. Called with the blob's lock held. */
 static int fetch_blob(struct pull *pl, const char *file, const struct file_meta *m,
-		      struct smelt_err *err)
+                      struct smelt_err *err)
 {
 	char blobs[SMELT_HUB_PATH_MAX], inc[SMELT_HUB_PATH_MAX + 64], rec[SMELT_HUB_PATH_MAX + 80],
-		blob[SMELT_HUB_PATH_MAX + 64];
+	    blob[SMELT_HUB_PATH_MAX + 64];
 	struct hub_ranges done;
 	struct stat st;
 	uint64_t have;
@@ -485,7 +490,10 @@ static int fetch_blob(struct pull *pl, const char *file, const struct file_meta 
 
 	snprintf(blobs, sizeof(blobs), "%s/blobs", pl->repo_path);
 	snprintf(blob, sizeof(blob), "%s/%s", blobs, m->etag);
-	snprintf(inc, sizeof(inc), "%s.incomplete", blob);
+	/* Not huggingface_hub's "<etag>.incomplete": its older versions resume
+	 * such a file by appending from its size, which would trust the holes
+	 * of our preallocated, partly written file. */
+	snprintf(inc, sizeof(inc), "%s.smelt.incomplete", blob);
 	snprintf(rec, sizeof(rec), "%s.ranges", inc);
 	hub_ranges_init(&done, m->size);
 	rc = hub_mkdirs(blobs, err);
@@ -494,7 +502,7 @@ static int fetch_blob(struct pull *pl, const char *file, const struct file_meta 
 	fd = open(inc, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
 	if (fd < 0) {
 		rc = smelt_fail(err, SMELT_EIO, "%s: %s", inc,
-				errno == ENOSPC ? "disk full" : strerror(errno));
+		                errno == ENOSPC ? "disk full" : strerror(errno));
 		goto out;
 	}
 	/* A record only counts for a file of the expected size. */
@@ -505,8 +513,8 @@ static int fetch_blob(struct pull *pl, const char *file, const struct file_meta 
 	have = hub_ranges_covered(&done);
 	if (m->size - have > free_space(blobs) && (uint64_t)st.st_size != m->size) {
 		rc = smelt_fail(err, SMELT_EIO,
-				"disk full: %s needs %" PRIu64 " bytes, %" PRIu64 " free in %s", file,
-				m->size - have, free_space(blobs), blobs);
+		                "disk full: %s needs %" PRIu64 " bytes, %" PRIu64 " free in %s",
+		                file, m->size - have, free_space(blobs), blobs);
 		goto out;
 	}
 	rc = preallocate(fd, m->size, blobs, file, err);
@@ -518,16 +526,16 @@ static int fetch_blob(struct pull *pl, const char *file, const struct file_meta 
 	atomic_store(&pl->p->phase, SMELT_HUB_DOWNLOADING);
 	report(pl);
 	struct hub_download d = {
-		.url = m->url,
-		.name = file,
-		.fd = fd,
-		.size = m->size,
-		.done = &done,
-		.record_path = rec,
-		.connections = pl->o->connections > 0 ? pl->o->connections
-						       : SMELT_HUB_DEFAULT_CONNECTIONS,
-		.counters = {&pl->p->bytes_done, &pl->p->file_bytes_done},
-		.active = &pl->p->connections,
+	    .url = m->url,
+	    .name = file,
+	    .fd = fd,
+	    .size = m->size,
+	    .done = &done,
+	    .record_path = rec,
+	    .connections =
+	        pl->o->connections > 0 ? pl->o->connections : SMELT_HUB_DEFAULT_CONNECTIONS,
+	    .counters = {&pl->p->bytes_done, &pl->p->file_bytes_done},
+	    .active = &pl->p->connections,
 	};
 	rc = hub_http_download(&pl->net, &d, err);
 	if (rc)
@@ -543,9 +551,9 @@ static int fetch_blob(struct pull *pl, const char *file, const struct file_meta 
 			unlink(inc);
 			unlink(rec);
 			rc = smelt_fail(err, SMELT_ECHECKSUM,
-					"checksum mismatch for %s: expected sha256 %s, got %s (the "
-					"download was discarded)",
-					file, m->etag, got);
+			                "checksum mismatch for %s: expected sha256 %s, got %s (the "
+			                "download was discarded)",
+			                file, m->etag, got);
 			goto out;
 		}
 	}
@@ -658,7 +666,7 @@ static int setup(struct pull *pl, const struct smelt_hub_pull_opts *o, struct sm
 			return smelt_fail(err, SMELT_EINVAL, "cache folder path too long");
 	} else if (smelt_hub_cache_dir(pl->cache, sizeof(pl->cache))) {
 		return smelt_fail(err, SMELT_EINVAL,
-				  "no Hugging Face cache folder (set HF_HUB_CACHE or HOME)");
+		                  "no Hugging Face cache folder (set HF_HUB_CACHE or HOME)");
 	}
 	if (hub_repo_folder(pl->ref.repo, pl->folder, sizeof(pl->folder)) ||
 	    hub_cache_repo_path(pl->cache, pl->ref.repo, pl->repo_path, sizeof(pl->repo_path)))
@@ -694,18 +702,18 @@ static int pull_online(struct pull *pl, char *snapshot, size_t n, struct smelt_e
 			return 0;
 		}
 		return smelt_err_prefix(err, "%s@%s is not cached and the Hub is unreachable",
-					pl->ref.repo, pl->ref.revision);
+		                        pl->ref.repo, pl->ref.revision);
 	}
 	if (rc)
 		return rc;
 	if (pl->n_files == 0)
 		return smelt_fail(err, SMELT_ENOTFOUND, "%s@%s: no file matches the selection",
-				  pl->ref.repo, pl->ref.revision);
+		                  pl->ref.repo, pl->ref.revision);
 	if (pl->o->n_include == 0 && !has_weights(pl))
 		return smelt_fail(err, SMELT_ENOTFOUND,
-				  "%s@%s has no .safetensors weights (smelt merges safetensors "
-				  "checkpoints)",
-				  pl->ref.repo, pl->ref.revision);
+		                  "%s@%s has no .safetensors weights (smelt merges safetensors "
+		                  "checkpoints)",
+		                  pl->ref.repo, pl->ref.revision);
 
 	/* Totals first, so the progress bar knows its length. */
 	atomic_store(&pl->p->files_total, (int)pl->n_files);
@@ -734,7 +742,7 @@ static int pull_online(struct pull *pl, char *snapshot, size_t n, struct smelt_e
 }
 
 int smelt_hub_pull(const struct smelt_hub_pull_opts *opts, char *snapshot, size_t n,
-		   struct smelt_err *err)
+                   struct smelt_err *err)
 {
 	struct pull pl;
 	int rc;
@@ -749,9 +757,9 @@ int smelt_hub_pull(const struct smelt_hub_pull_opts *opts, char *snapshot, size_
 			rc = from_cache(&pl, snapshot, n, err);
 			if (rc == SMELT_ENOTFOUND)
 				rc = smelt_fail(err, SMELT_ENOTFOUND,
-						"offline mode (HF_HUB_OFFLINE) and %s@%s is not in "
-						"the cache %s",
-						pl.ref.repo, pl.ref.revision, pl.cache);
+				                "offline mode (HF_HUB_OFFLINE) and %s@%s is not in "
+				                "the cache %s",
+				                pl.ref.repo, pl.ref.revision, pl.cache);
 		} else {
 			rc = pull_online(&pl, snapshot, n, err);
 		}

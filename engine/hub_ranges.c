@@ -156,7 +156,7 @@ int hub_ranges_save(const char *path, const struct hub_ranges *r, struct smelt_e
 		int e = errno;
 		unlink(tmp);
 		return smelt_fail(err, SMELT_EIO, "%s: %s", path,
-				  e == ENOSPC ? "disk full" : strerror(e));
+		                  e == ENOSPC ? "disk full" : strerror(e));
 	}
 	return 0;
 }

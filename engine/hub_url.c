@@ -52,22 +52,22 @@ int smelt_hub_repo_id_check(const char *repo, struct smelt_err *err)
 	slash = strchr(repo, '/');
 	if (slash && strchr(slash + 1, '/'))
 		return smelt_fail(err, SMELT_EINVAL,
-				  "repository id '%s' has more than one '/' (expected org/name)",
-				  repo);
-	if (slash ? !repo_part_ok(repo, (size_t)(slash - repo)) || !repo_part_ok(slash + 1,
-										 strlen(slash + 1))
-		  : !repo_part_ok(repo, strlen(repo)))
+		                  "repository id '%s' has more than one '/' (expected org/name)",
+		                  repo);
+	if (slash ? !repo_part_ok(repo, (size_t)(slash - repo)) ||
+	                !repo_part_ok(slash + 1, strlen(slash + 1))
+	          : !repo_part_ok(repo, strlen(repo)))
 		return smelt_fail(err, SMELT_EINVAL,
-				  "repository id '%s' is not valid (org/name: letters, digits, "
-				  "'-', '_', '.', at most 96 chars each)",
-				  repo);
+		                  "repository id '%s' is not valid (org/name: letters, digits, "
+		                  "'-', '_', '.', at most 96 chars each)",
+		                  repo);
 	if (strstr(repo, "--") || strstr(repo, ".."))
 		return smelt_fail(err, SMELT_EINVAL,
-				  "repository id '%s' may not contain '--' or '..'", repo);
+		                  "repository id '%s' may not contain '--' or '..'", repo);
 	size_t len = strlen(repo);
 	if (len >= 4 && strcmp(repo + len - 4, ".git") == 0)
 		return smelt_fail(err, SMELT_EINVAL, "repository id '%s' may not end in .git",
-				  repo);
+		                  repo);
 	return 0;
 }
 
@@ -79,12 +79,12 @@ int smelt_hub_revision_check(const char *rev, struct smelt_err *err)
 		return smelt_fail(err, SMELT_EINVAL, "empty revision");
 	if (len > SMELT_HUB_REV_MAX)
 		return smelt_fail(err, SMELT_EINVAL, "revision is longer than %d characters",
-				  SMELT_HUB_REV_MAX);
+		                  SMELT_HUB_REV_MAX);
 	for (const char *p = rev; *p; p++) {
 		unsigned char c = (unsigned char)*p;
 		if (c <= 0x20 || c >= 0x7f || strchr("~^:?*[\\", c))
 			return smelt_fail(err, SMELT_EINVAL,
-					  "revision contains a character not allowed in a git ref");
+			                  "revision contains a character not allowed in a git ref");
 	}
 	if (strstr(rev, "..") || strstr(rev, "//") || rev[0] == '/' || rev[len - 1] == '/' ||
 	    rev[0] == '.' || strstr(rev, "/."))
@@ -113,7 +113,7 @@ int smelt_hub_filename_check(const char *name, struct smelt_err *err)
 		size_t n = end ? (size_t)(end - p) : strlen(p);
 		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
 			return smelt_fail(err, SMELT_EINVAL,
-					  "file name '%s' has an empty, '.' or '..' part", name);
+			                  "file name '%s' has an empty, '.' or '..' part", name);
 		if (!end)
 			break;
 		p = end + 1;
@@ -228,10 +228,11 @@ int hub_endpoint(const char *override, char *buf, size_t n, struct smelt_err *er
 	if (!v || !*v)
 		v = HUB_DEFAULT_ENDPOINT;
 	if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0)
-		return smelt_fail(err, SMELT_EINVAL, "endpoint '%s' must start with http:// or https://",
-				  v);
+		return smelt_fail(err, SMELT_EINVAL,
+		                  "endpoint '%s' must start with http:// or https://", v);
 	if (has_control(v) || strchr(v, ' '))
-		return smelt_fail(err, SMELT_EINVAL, "endpoint contains spaces or control characters");
+		return smelt_fail(err, SMELT_EINVAL,
+		                  "endpoint contains spaces or control characters");
 	len = strlen(v);
 	while (len > 0 && v[len - 1] == '/')
 		len--;
@@ -257,7 +258,7 @@ static int take_token(const char *v, char *buf, size_t n, struct smelt_err *err)
 	for (size_t i = 0; i < len; i++)
 		if ((unsigned char)v[i] <= 0x20 || v[i] == 0x7f)
 			return smelt_fail(err, SMELT_EINVAL,
-					  "the Hub token contains spaces or control characters");
+			                  "the Hub token contains spaces or control characters");
 	memcpy(buf, v, len);
 	buf[len] = '\0';
 	return 0;
@@ -271,9 +272,9 @@ static int token_from_file(const char *path, char *buf, size_t n, struct smelt_e
 
 	buf[0] = '\0';
 	if (!f)
-		return errno == ENOENT ? 0
-				       : smelt_fail(err, SMELT_EIO, "%s: cannot read the token file",
-						    path);
+		return errno == ENOENT
+		           ? 0
+		           : smelt_fail(err, SMELT_EIO, "%s: cannot read the token file", path);
 	got = fread(text, 1, sizeof(text) - 1, f);
 	fclose(f);
 	text[got] = '\0';
@@ -313,7 +314,7 @@ int hub_quote(const char *s, bool keep_slash, char *out, size_t n)
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
 		bool plain = isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' ||
-			     (keep_slash && c == '/');
+		             (keep_slash && c == '/');
 		if (plain) {
 			if (o + 1 >= n)
 				return -1;
@@ -362,9 +363,15 @@ static bool ends_with(const char *s, const char *suffix)
 bool smelt_hub_default_file(const char *name)
 {
 	static const char *const exact[] = {
-		"config.json",	       "generation_config.json", "special_tokens_map.json",
-		"added_tokens.json",   "merges.txt",		 "chat_template.json",
-		"chat_template.jinja", "tokenizer.model",	 "preprocessor_config.json",
+	    "config.json",
+	    "generation_config.json",
+	    "special_tokens_map.json",
+	    "added_tokens.json",
+	    "merges.txt",
+	    "chat_template.json",
+	    "chat_template.jinja",
+	    "tokenizer.model",
+	    "preprocessor_config.json",
 	};
 	const char *base = strrchr(name, '/');
 
@@ -381,7 +388,7 @@ bool smelt_hub_default_file(const char *name)
 }
 
 bool hub_file_selected(const char *name, const char *const *inc, size_t n_inc,
-		       const char *const *exc, size_t n_exc)
+                       const char *const *exc, size_t n_exc)
 {
 	bool in = false;
 

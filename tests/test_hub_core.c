@@ -16,46 +16,47 @@ static const char *C2 = "89abcdef0123456789abcdef0123456789abcdef";
 TEST(repo_ids)
 {
 	static const char *good[] = {"gpt2", "org/name", "Org_1/na.me-2", "a/b", "a_b/c__d"};
-	static const char *bad[] = {"",
-				    "a/b/c",
-				    "/abs",
-				    "org/",
-				    "../x",
-				    "org/..",
-				    "org/a..b",
-				    "org/a--b",
-				    "org/name.git",
-				    "org/-x",
-				    "org/x.",
-				    "org/na me",
-				    "org/na\nme",
-				    "org/na\\me",
-				    "org/n@me",
-				    "org/"
-				    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-				    "aaaaaaaaaaaaaaaaaaaa"};
+	static const char *bad[] = {
+	    "",
+	    "a/b/c",
+	    "/abs",
+	    "org/",
+	    "../x",
+	    "org/..",
+	    "org/a..b",
+	    "org/a--b",
+	    "org/name.git",
+	    "org/-x",
+	    "org/x.",
+	    "org/na me",
+	    "org/na\nme",
+	    "org/na\\me",
+	    "org/n@me",
+	    "org/"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaa"};
 	struct smelt_err err = {0};
 
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
 		CHECK_MSG(smelt_hub_repo_id_check(good[i], &err) == 0, "%s: %s", good[i], err.msg);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		CHECK_MSG(smelt_hub_repo_id_check(bad[i], &err) == SMELT_EINVAL, "accepted '%s'",
-			  bad[i]);
+		          bad[i]);
 }
 
 TEST(revisions)
 {
 	static const char *good[] = {"main", "v1.0", "refs/pr/1", "feature/x-y_z", "a.b"};
-	static const char *bad[] = {"", "..", "a/../b", "/main", "main/", "a//b", "a b", "a~1",
-				    "a^", "a:b", "a?", "a*", "a[", "a\\b", "a\tb", ".hidden",
-				    "x/.y"};
+	static const char *bad[] = {"",    "..",   "a/../b", "/main",   "main/", "a//b",
+	                            "a b", "a~1",  "a^",     "a:b",     "a?",    "a*",
+	                            "a[",  "a\\b", "a\tb",   ".hidden", "x/.y"};
 	struct smelt_err err = {0};
 
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
 		CHECK_MSG(smelt_hub_revision_check(good[i], &err) == 0, "%s: %s", good[i], err.msg);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		CHECK_MSG(smelt_hub_revision_check(bad[i], &err) == SMELT_EINVAL, "accepted '%s'",
-			  bad[i]);
+		          bad[i]);
 	CHECK(smelt_hub_is_commit(C1));
 	CHECK(!smelt_hub_is_commit("0123456789ABCDEF0123456789abcdef01234567"));
 	CHECK(!smelt_hub_is_commit("main"));
@@ -64,18 +65,16 @@ TEST(revisions)
 TEST(filenames)
 {
 	static const char *good[] = {"config.json", "a/b/c.safetensors", "name with space.json",
-				     "..hidden", "x..y"};
-	static const char *bad[] = {"",	     "/etc/passwd", "../x",	"a/../b",
-				    "a/./b", "a//b",	    "a/",	"a\\b",
-				    "C:x",   "a\nb",	    "a\x7f",	"..",
-				    "."};
+	                             "..hidden", "x..y"};
+	static const char *bad[] = {"",     "/etc/passwd", "../x", "a/../b", "a/./b", "a//b", "a/",
+	                            "a\\b", "C:x",         "a\nb", "a\x7f",  "..",    "."};
 	struct smelt_err err = {0};
 
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
 		CHECK_MSG(smelt_hub_filename_check(good[i], &err) == 0, "%s: %s", good[i], err.msg);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		CHECK_MSG(smelt_hub_filename_check(bad[i], &err) == SMELT_EINVAL, "accepted '%s'",
-			  bad[i]);
+		          bad[i]);
 }
 
 TEST(reference_parsing)
@@ -386,21 +385,24 @@ TEST(cache_lookup_links_and_scan)
 	CHECK_EQ_INT(smelt_hub_cache_lookup(cache, &ref, snap, sizeof(snap), &err), 0);
 	snprintf(path, sizeof(path), "%s/snapshots/%s", repo, C1);
 	CHECK(strcmp(snap, path) == 0);
-	CHECK_EQ_INT(smelt_hub_ref_parse("org/name@0123456789abcdef0123456789abcdef01234567", &ref,
-					 &err),
-		     0);
+	CHECK_EQ_INT(
+	    smelt_hub_ref_parse("org/name@0123456789abcdef0123456789abcdef01234567", &ref, &err),
+	    0);
 	CHECK_EQ_INT(smelt_hub_cache_lookup(cache, &ref, snap, sizeof(snap), &err), 0);
 	/* refs/pr/1 names a commit without a snapshot folder. */
 	CHECK_EQ_INT(smelt_hub_ref_parse("org/name@refs/pr/1", &ref, &err), 0);
-	CHECK_EQ_INT(smelt_hub_cache_lookup(cache, &ref, snap, sizeof(snap), &err), SMELT_ENOTFOUND);
+	CHECK_EQ_INT(smelt_hub_cache_lookup(cache, &ref, snap, sizeof(snap), &err),
+	             SMELT_ENOTFOUND);
 	CHECK_STR_CONTAINS(err.msg, "org/name@refs/pr/1 is not in the Hugging Face cache");
 	CHECK_EQ_INT(smelt_hub_ref_parse("org/other", &ref, &err), 0);
-	CHECK_EQ_INT(smelt_hub_cache_lookup(cache, &ref, snap, sizeof(snap), &err), SMELT_ENOTFOUND);
+	CHECK_EQ_INT(smelt_hub_cache_lookup(cache, &ref, snap, sizeof(snap), &err),
+	             SMELT_ENOTFOUND);
 	/* A ref file that does not hold a commit is no ref. */
 	snprintf(path, sizeof(path), "%s/refs/bad", repo);
 	write_text(path, "../../../etc");
 	CHECK_EQ_INT(smelt_hub_ref_parse("org/name@bad", &ref, &err), 0);
-	CHECK_EQ_INT(smelt_hub_cache_lookup(cache, &ref, snap, sizeof(snap), &err), SMELT_ENOTFOUND);
+	CHECK_EQ_INT(smelt_hub_cache_lookup(cache, &ref, snap, sizeof(snap), &err),
+	             SMELT_ENOTFOUND);
 
 	/* Another repo, and junk that is not a repo folder. */
 	CHECK_EQ_INT(hub_cache_repo_path(cache, "gpt2", repo, sizeof(repo)), 0);

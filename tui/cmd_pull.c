@@ -29,8 +29,8 @@ static void on_sigint(int sig)
 struct view {
 	bool tty;
 	bool quiet;
-	double last_line;  /* when the last non-tty line was printed */
-	int files_done;    /* last reported count, to print finished files */
+	double last_line; /* when the last non-tty line was printed */
+	int files_done;   /* last reported count, to print finished files */
 	char last_file[SMELT_HUB_PATH_MAX];
 	int line_len;
 };
@@ -64,7 +64,7 @@ static void eta(uint64_t left, uint64_t rate, char *out, size_t n)
 	uint64_t s = left / rate;
 	if (s >= 3600)
 		snprintf(out, n, "%" PRIu64 ":%02" PRIu64 ":%02" PRIu64, s / 3600, s / 60 % 60,
-			 s % 60);
+		         s % 60);
 	else
 		snprintf(out, n, "%02" PRIu64 ":%02" PRIu64, s / 60, s % 60);
 }
@@ -86,9 +86,9 @@ static void status_line(struct smelt_hub_progress *p, char *out, size_t n)
 	eta(ftot > fdone ? ftot - fdone : 0, rate, fe, sizeof(fe));
 	eta(ttot > tdone ? ttot - tdone : 0, rate, te, sizeof(te));
 	snprintf(out, n, "%s%s %s/%s ETA %s | total %s/%s, %d/%d files, %s/s ETA %s%s",
-		 atomic_load(&p->phase) == SMELT_HUB_VERIFYING ? "verifying " : "", cur, fd, ft, fe,
-		 td, tt, atomic_load(&p->files_done), atomic_load(&p->files_total), r, te,
-		 atomic_load(&p->connections) > 1 ? " (parallel)" : "");
+	         atomic_load(&p->phase) == SMELT_HUB_VERIFYING ? "verifying " : "", cur, fd, ft, fe,
+	         td, tt, atomic_load(&p->files_done), atomic_load(&p->files_total), r, te,
+	         atomic_load(&p->connections) > 1 ? " (parallel)" : "");
 }
 
 static void on_progress(void *ctx, struct smelt_hub_progress *p)
@@ -132,39 +132,39 @@ static void on_message(void *ctx, const char *msg)
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: smelt pull REPO[@REVISION] [options]\n"
-		"\n"
-		"Download a model from the Hugging Face Hub into the shared cache\n"
-		"(huggingface_hub's layout) and print the snapshot folder.\n"
-		"\n"
-		"  --include GLOB     download files matching GLOB (repeatable); replaces the\n"
-		"                     default set (safetensors, index, config, tokenizer and\n"
-		"                     generation files)\n"
-		"  --exclude GLOB     skip files matching GLOB (repeatable)\n"
-		"  --revision REV     branch, tag, refs/pr/N or commit (same as @REV)\n"
-		"  --cache-dir DIR    cache root (default: HF_HUB_CACHE, HF_HOME/hub or\n"
-		"                     ~/.cache/huggingface/hub)\n"
-		"  --connections N    parallel ranged requests per large file (default %d)\n"
-		"  --offline          use the cache only (also HF_HUB_OFFLINE=1)\n"
-		"  --quiet            no progress output\n"
-		"\n"
-		"Environment: HF_ENDPOINT, HF_TOKEN (or the token file), HF_HOME,\n"
-		"HF_HUB_CACHE, HF_HUB_OFFLINE. An interrupted pull resumes where it stopped.\n",
-		SMELT_HUB_DEFAULT_CONNECTIONS);
+	        "usage: smelt pull REPO[@REVISION] [options]\n"
+	        "\n"
+	        "Download a model from the Hugging Face Hub into the shared cache\n"
+	        "(huggingface_hub's layout) and print the snapshot folder.\n"
+	        "\n"
+	        "  --include GLOB     download files matching GLOB (repeatable); replaces the\n"
+	        "                     default set (safetensors, index, config, tokenizer and\n"
+	        "                     generation files)\n"
+	        "  --exclude GLOB     skip files matching GLOB (repeatable)\n"
+	        "  --revision REV     branch, tag, refs/pr/N or commit (same as @REV)\n"
+	        "  --cache-dir DIR    cache root (default: HF_HUB_CACHE, HF_HOME/hub or\n"
+	        "                     ~/.cache/huggingface/hub)\n"
+	        "  --connections N    parallel ranged requests per large file (default %d)\n"
+	        "  --offline          use the cache only (also HF_HUB_OFFLINE=1)\n"
+	        "  --quiet            no progress output\n"
+	        "\n"
+	        "Environment: HF_ENDPOINT, HF_TOKEN (or the token file), HF_HOME,\n"
+	        "HF_HUB_CACHE, HF_HUB_OFFLINE. An interrupted pull resumes where it stopped.\n",
+	        SMELT_HUB_DEFAULT_CONNECTIONS);
 }
 
 int cmd_pull(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"include", required_argument, NULL, 'i'},
-		{"exclude", required_argument, NULL, 'x'},
-		{"revision", required_argument, NULL, 'r'},
-		{"cache-dir", required_argument, NULL, 'c'},
-		{"connections", required_argument, NULL, 'n'},
-		{"offline", no_argument, NULL, 'o'},
-		{"quiet", no_argument, NULL, 'q'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"include", required_argument, NULL, 'i'},
+	    {"exclude", required_argument, NULL, 'x'},
+	    {"revision", required_argument, NULL, 'r'},
+	    {"cache-dir", required_argument, NULL, 'c'},
+	    {"connections", required_argument, NULL, 'n'},
+	    {"offline", no_argument, NULL, 'o'},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *include[MAX_GLOBS], *exclude[MAX_GLOBS];
 	struct smelt_hub_pull_opts o = {0};
@@ -242,7 +242,7 @@ int cmd_pull(int argc, char **argv)
 		char total[32];
 		human(atomic_load(&progress.bytes_done), total, sizeof(total));
 		fprintf(stderr, "pulled %s: %d files, %s downloaded\n", o.repo,
-			atomic_load(&progress.files_total), total);
+		        atomic_load(&progress.files_total), total);
 	}
 	smelt_hub_progress_destroy(&progress);
 	sigaction(SIGINT, &old_int, NULL);

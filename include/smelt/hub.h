@@ -12,8 +12,8 @@
  * snapshots/<commit>/<path> -> ../../blobs/<etag>} plus
  * <cache>/.locks/models--org--name/<etag>.lock, exactly as huggingface_hub
  * writes it, so Python tools and smelt share one cache. A download in
- * progress lives in blobs/<etag>.incomplete with a sidecar
- * blobs/<etag>.incomplete.ranges listing the byte ranges already written; a
+ * progress lives in blobs/<etag>.smelt.incomplete with a sidecar
+ * blobs/<etag>.smelt.incomplete.ranges listing the byte ranges written; a
  * later pull (in this or another process) fetches only the gaps. A blob
  * enters blobs/ only after its size and (for LFS files) its SHA-256 match the
  * server's ETag. Concurrent processes coordinate through flock() on the lock
@@ -40,9 +40,9 @@
 
 #include "smelt/err.h"
 
-#define SMELT_HUB_REPO_MAX 200  /* "org/name": two parts of at most 96 chars */
-#define SMELT_HUB_REV_MAX 256
-#define SMELT_HUB_PATH_MAX 4096
+#define SMELT_HUB_REPO_MAX            200 /* "org/name": two parts of at most 96 chars */
+#define SMELT_HUB_REV_MAX             256
+#define SMELT_HUB_PATH_MAX            4096
 #define SMELT_HUB_DEFAULT_CONNECTIONS 8
 
 /* Global libcurl setup, once per process (idempotent, thread-safe). */
@@ -89,7 +89,7 @@ int smelt_hub_cache_dir(char *buf, size_t n);
  * SMELT_ENOTFOUND (message names the repo, revision and cache) when the
  * snapshot is not there. */
 int smelt_hub_cache_lookup(const char *cache_dir, const struct smelt_hub_ref *ref, char *snapshot,
-			   size_t n, struct smelt_err *err);
+                           size_t n, struct smelt_err *err);
 
 struct smelt_hub_cached_ref {
 	char name[SMELT_HUB_REV_MAX + 1]; /* "main", "refs/pr/1", "v1.0" */
@@ -102,11 +102,11 @@ struct smelt_hub_cached_repo {
 	char *path;                        /* <cache>/models--org--name */
 	struct smelt_hub_cached_ref *refs; /* sorted by name */
 	size_t n_refs;
-	char (*snapshots)[41];             /* commits with a snapshot folder, sorted */
+	char (*snapshots)[41]; /* commits with a snapshot folder, sorted */
 	size_t n_snapshots;
-	uint64_t size_on_disk;             /* bytes of complete blobs */
-	uint64_t incomplete_bytes;         /* bytes of unfinished downloads */
-	int64_t last_modified;             /* newest blob mtime, Unix seconds */
+	uint64_t size_on_disk;     /* bytes of complete blobs */
+	uint64_t incomplete_bytes; /* bytes of unfinished downloads */
+	int64_t last_modified;     /* newest blob mtime, Unix seconds */
 };
 
 struct smelt_hub_cache_list {
@@ -118,7 +118,7 @@ struct smelt_hub_cache_list {
 /* List every repo folder in the cache (a missing cache is an empty list).
  * The list owns all of its memory until smelt_hub_cache_list_free(). */
 int smelt_hub_cache_scan(const char *cache_dir, struct smelt_hub_cache_list *list,
-			 struct smelt_err *err);
+                         struct smelt_err *err);
 void smelt_hub_cache_list_free(struct smelt_hub_cache_list *list);
 
 /* ---- pulling ---- */
@@ -138,10 +138,10 @@ enum smelt_hub_phase {
  * must be downloaded (cached files are not counted); bytes resumed from an
  * earlier run count as done from the start. */
 struct smelt_hub_progress {
-	_Atomic int phase;                /* enum smelt_hub_phase */
-	_Atomic int files_total;          /* files the snapshot will hold */
-	_Atomic int files_done;           /* of those, present (cached or fetched) */
-	_Atomic uint64_t bytes_total;     /* all files to download */
+	_Atomic int phase;            /* enum smelt_hub_phase */
+	_Atomic int files_total;      /* files the snapshot will hold */
+	_Atomic int files_done;       /* of those, present (cached or fetched) */
+	_Atomic uint64_t bytes_total; /* all files to download */
 	_Atomic uint64_t bytes_done;
 	_Atomic uint64_t file_bytes_total; /* the current file */
 	_Atomic uint64_t file_bytes_done;
@@ -165,12 +165,12 @@ struct smelt_hub_pull_opts {
 	size_t n_include;
 	const char *const *exclude; /* globs removed from the selection */
 	size_t n_exclude;
-	const char *cache_dir;      /* NULL = smelt_hub_cache_dir() */
-	const char *endpoint;       /* NULL = $HF_ENDPOINT or https://huggingface.co */
-	const char *token;          /* NULL = $HF_TOKEN or the token file; "" = none */
-	int connections;            /* parallel ranges per large file, <= 0 = 8 */
-	bool offline;               /* cache only; HF_HUB_OFFLINE=1 forces it too */
-	const atomic_bool *cancel;  /* optional: set to true to stop (resumable) */
+	const char *cache_dir;               /* NULL = smelt_hub_cache_dir() */
+	const char *endpoint;                /* NULL = $HF_ENDPOINT or https://huggingface.co */
+	const char *token;                   /* NULL = $HF_TOKEN or the token file; "" = none */
+	int connections;                     /* parallel ranges per large file, <= 0 = 8 */
+	bool offline;                        /* cache only; HF_HUB_OFFLINE=1 forces it too */
+	const atomic_bool *cancel;           /* optional: set to true to stop (resumable) */
 	struct smelt_hub_progress *progress; /* optional */
 	/* Optional, called on the pulling thread: about 10 times a second
 	 * while transferring, and once per file event. */
@@ -193,6 +193,6 @@ bool smelt_hub_default_file(const char *name);
  * repository (needs a token), token rejected, file missing, disk full,
  * checksum mismatch, offline with nothing cached, cancelled. */
 int smelt_hub_pull(const struct smelt_hub_pull_opts *opts, char *snapshot, size_t n,
-		   struct smelt_err *err);
+                   struct smelt_err *err);
 
 #endif
