@@ -426,6 +426,9 @@ static const char *slice_base(const struct smelt_recipe *r, const struct smelt_s
 	return sl->base_model ? sl->base_model : r->base_model;
 }
 
+/* Is this source the slice's base model, taken out of the merged inputs?
+ * Only for methods that use a base: for the others (linear, karcher,
+ * passthrough) a listed base is one more input like any other. */
 static bool is_base(const struct smelt_recipe *r, const struct smelt_slice *sl,
 		    const struct smelt_source *src)
 {
@@ -433,6 +436,11 @@ static bool is_base(const struct smelt_recipe *r, const struct smelt_slice *sl,
 
 	/* compared as written, like mergekit ("/a" and "//a" differ) */
 	return b && src->model && strcmp(b, src->model) == 0;
+}
+
+static bool uses_base(const struct smelt_method *m)
+{
+	return m->base == SMELT_BASE_REQUIRED || m->base == SMELT_BASE_OPTIONAL;
 }
 
 static void check_required(struct vctx *v)
@@ -461,7 +469,7 @@ static void check_required(struct vctx *v)
 			for (size_t i = 0; i < sl->n_sources; i++) {
 				const struct smelt_source *src = &sl->sources[i];
 
-				if (is_base(r, sl, src) ||
+				if ((uses_base(m) && is_base(r, sl, src)) ||
 				    recipe_pset_find(&src->params, m, def->name) >= 0)
 					continue;
 				snprintf(path, sizeof(path), "%s.parameters.%s", src->path, def->name);
@@ -509,7 +517,8 @@ static void check_counts(struct vctx *v)
 			}
 			break;
 		case SMELT_BASE_AS_MODEL:
-			if (base && (base_listed || !r->uses_slices))
+			/* a listed base is one more input; an unlisted one is unused */
+			if (base_listed)
 				inputs++;
 			break;
 		case SMELT_BASE_NONE:
