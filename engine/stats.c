@@ -686,6 +686,11 @@ struct tensor_run {
 	double *row_sums;          /* matrix_t: [k][1 + 2n] */
 	double *absd;              /* vector: [n][numel] */
 	float **wbuf;              /* per worker: (n + 1) * block_rows * cols */
+	struct smelt_pool *pool;
+	/* ranking jobs: 2n sorts (mag, dir per model) run on the pool */
+	const double *rank_src[2];
+	uint32_t *rank_dst[2];
+	atomic_int rank_failed;
 	pthread_mutex_t elock;
 	atomic_int failed;
 	struct smelt_err err;
@@ -780,6 +785,17 @@ static void run_group(void *ctx, size_t g, int worker)
 	}
 }
 
+/* Ranking job j: component j / n (0 magnitude, 1 direction) of model j % n. */
+static void rank_job(void *ctx, size_t j, int worker)
+{
+	struct tensor_run *r = ctx;
+	size_t n = (size_t)r->s->n, k = (size_t)r->t->info.k, c = j / n, i = j % n;
+
+	(void)worker;
+	if (widen_positions(r->rank_src[c] + i * k, k, r->rank_dst[c] + i * k))
+		atomic_store(&r->rank_failed, 1);
+}
+
 /* Divergences and positions from the folded sums; hands everything to
  * stats_install. */
 static int finish_tensor(struct tensor_run *r, struct smelt_err *err)
@@ -831,13 +847,15 @@ static int finish_tensor(struct tensor_run *r, struct smelt_err *err)
 				widen_divergence(c[0], c[(1 + 2 * i) * ms], c[(2 + 2 * i) * ms],
 						 &mag[i * k + j], &dir[i * k + j]);
 			}
-		for (size_t i = 0; i < n; i++)
-			if (widen_positions(dir + i * k, k, pos_q + i * k))
-				goto nomem;
 	}
-	for (size_t i = 0; i < n; i++)
-		if (widen_positions(mag + i * k, k, pos_m + i * k))
-			goto nomem;
+	r->rank_src[0] = mag;
+	r->rank_dst[0] = pos_m;
+	r->rank_src[1] = dir;
+	r->rank_dst[1] = pos_q;
+	atomic_init(&r->rank_failed, 0);
+	smelt_pool_for(r->pool, dir ? 2 * n : n, rank_job, r);
+	if (atomic_load(&r->rank_failed))
+		goto nomem;
 	return stats_install(s, r->ti, mag, dir, pos_m, pos_q, mean_a, err);
 nomem:
 	free(mag);
@@ -853,7 +871,7 @@ static int analyse_tensor(struct smelt_stats *s, struct smelt_pool *pool, float 
 			  struct smelt_err *err)
 {
 	struct stats_tensor *t = &s->t[ti];
-	struct tensor_run r = {.s = s, .t = t, .ti = ti, .wbuf = wbuf};
+	struct tensor_run r = {.s = s, .t = t, .ti = ti, .wbuf = wbuf, .pool = pool};
 	size_t n = (size_t)s->n;
 	int rc;
 

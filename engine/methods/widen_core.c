@@ -158,13 +158,22 @@ void widen_vector_element(int n, const double *a, const double *thr, const struc
 }
 
 /* The loops below are the hot path of every column statistic; -O2's very
- * cheap vector cost model leaves them scalar, so they ask for O3. */
+ * cheap vector cost model leaves them scalar, so they ask for O3, and the
+ * entry points are also compiled for AVX2 (picked at load time). Vector
+ * width never changes the summation order (columns are independent, lanes
+ * are explicit), so every clone gives the same bits. */
 #define WIDEN_HOT __attribute__((optimize("O3")))
+#define WIDEN_INLINE inline __attribute__((always_inline))
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define WIDEN_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define WIDEN_CLONES
+#endif
 
 /* Four rows into the column sums (one read-modify-write of the sums per
  * four rows); restrict lets the compiler vectorize. Summation order per
  * column: ((r0 + r1) + (r2 + r3)) added to the running sum. */
-WIDEN_HOT static void accumulate_rows4(const float *restrict b, const float *restrict w,
+static WIDEN_HOT WIDEN_INLINE void accumulate_rows4(const float *restrict b, const float *restrict w,
 				       size_t cols, double *restrict ww, double *restrict wb)
 {
 	const float *b1 = b + cols, *b2 = b1 + cols, *b3 = b2 + cols;
@@ -179,7 +188,7 @@ WIDEN_HOT static void accumulate_rows4(const float *restrict b, const float *res
 	}
 }
 
-WIDEN_HOT static void accumulate_sq4(const float *restrict b, size_t cols, double *restrict bb)
+static WIDEN_HOT WIDEN_INLINE void accumulate_sq4(const float *restrict b, size_t cols, double *restrict bb)
 {
 	const float *b1 = b + cols, *b2 = b1 + cols, *b3 = b2 + cols;
 
@@ -190,7 +199,7 @@ WIDEN_HOT static void accumulate_sq4(const float *restrict b, size_t cols, doubl
 	}
 }
 
-WIDEN_HOT static void accumulate_row(const float *restrict br, const float *restrict wr,
+static WIDEN_HOT WIDEN_INLINE void accumulate_row(const float *restrict br, const float *restrict wr,
 				     size_t cols, double *restrict ww, double *restrict wb)
 {
 	for (size_t j = 0; j < cols; j++) {
@@ -201,13 +210,13 @@ WIDEN_HOT static void accumulate_row(const float *restrict br, const float *rest
 	}
 }
 
-WIDEN_HOT static void accumulate_sq(const float *restrict br, size_t cols, double *restrict bb)
+static WIDEN_HOT WIDEN_INLINE void accumulate_sq(const float *restrict br, size_t cols, double *restrict bb)
 {
 	for (size_t j = 0; j < cols; j++)
 		bb[j] += (double)br[j] * (double)br[j];
 }
 
-WIDEN_HOT void widen_accumulate_columns(const float *b, const float *const *x, int n, size_t cols,
+WIDEN_HOT WIDEN_CLONES void widen_accumulate_columns(const float *b, const float *const *x, int n, size_t cols,
 					size_t nrows, double *acc)
 {
 	size_t r = 0;
@@ -233,7 +242,7 @@ WIDEN_HOT void widen_accumulate_columns(const float *b, const float *const *x, i
 /* Dot products of a contiguous column in four interleaved partial sums
  * (fixed order: lanes combined as (l0 + l1) + (l2 + l3), then the tail),
  * which the compiler can keep in vector registers. */
-WIDEN_HOT static void dots(const float *restrict b, const float *restrict w, size_t len,
+static WIDEN_HOT WIDEN_INLINE void dots(const float *restrict b, const float *restrict w, size_t len,
 			   double *ww_out, double *wb_out)
 {
 	double ww[4] = {0, 0, 0, 0}, wb[4] = {0, 0, 0, 0}, tw = 0, tb = 0;
@@ -254,8 +263,8 @@ WIDEN_HOT static void dots(const float *restrict b, const float *restrict w, siz
 	*wb_out = ((wb[0] + wb[1]) + (wb[2] + wb[3])) + tb;
 }
 
-void widen_row_sums(const float *b, const float *const *x, size_t off, int n, size_t len,
-		    double *out)
+WIDEN_HOT WIDEN_CLONES void widen_row_sums(const float *b, const float *const *x, size_t off,
+				       int n, size_t len, double *out)
 {
 	double unused;
 
