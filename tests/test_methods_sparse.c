@@ -873,6 +873,137 @@ TEST(selection_random_magnitudes)
 	unsetenv("SMELT_BLOCK_BYTES");
 }
 
+/* Reference GTA for the deterministic sparsifiers on a synthetic problem:
+ * trimmed deltas from reference_band(), L1 rescale, the TIES election or
+ * the plain sum, in f32 and model order like mergekit. */
+struct ref_params {
+	double w[N_MODELS], density[N_MODELS], gamma[N_MODELS];
+	double lambda;
+	bool normalize, rescale, consensus, outliers;
+};
+
+static void reference_gta(const struct synth *s, const struct ref_params *rp, float *out)
+{
+	size_t n = s->t.n;
+	static float e[N_MODELS][4096], d[4096];
+	static unsigned char kept[4096];
+
+	for (int i = 0; i < N_MODELS; i++) {
+		double l1 = 0, l1k = 0;
+		float scale = 1.0f;
+		size_t k = (size_t)floor(rp->density[i] * (double)n), lo = 0, hi = k;
+
+		for (size_t j = 0; j < n; j++)
+			d[j] = s->t.x[i][j] - s->t.base[j];
+		if (rp->outliers) {
+			long n_top = (long)floor(rp->gamma[i] * (double)n);
+			long n_bot = (long)n - (long)k - n_top;
+
+			if (n_bot < 0) {
+				n_top += n_bot;
+				n_bot = 0;
+			}
+			lo = (size_t)n_top;
+			hi = n - (size_t)n_bot;
+		}
+		if (rp->density[i] >= 1) {
+			lo = 0;
+			hi = n;
+		}
+		reference_band(d, n, lo, hi, kept);
+		for (size_t j = 0; j < n; j++) {
+			l1 += fabs((double)d[j]);
+			l1k += kept[j] ? fabs((double)d[j]) : 0;
+		}
+		if (rp->rescale && rp->density[i] < 1 && l1 >= 1e-7 && l1k >= 1e-7)
+			scale = (float)l1 / (float)l1k;
+		for (size_t j = 0; j < n; j++)
+			e[i][j] = ((kept[j] ? d[j] : 0.0f) * scale) * (float)rp->w[i];
+	}
+	for (size_t j = 0; j < n; j++) {
+		float vote = 0, mixed = 0, div = 0;
+
+		for (int i = 0; i < N_MODELS; i++)
+			vote += e[i][j];
+		for (int i = 0; i < N_MODELS; i++) {
+			bool agree = !rp->consensus || (vote >= 0 ? e[i][j] > 0 : e[i][j] < 0);
+
+			if (agree) {
+				mixed += e[i][j];
+				div += (float)rp->w[i];
+			}
+		}
+		if (rp->consensus ? div == 0 : fabsf(div) < 1e-8f)
+			div = 1;
+		if (rp->normalize)
+			mixed /= div;
+		out[j] = s->t.base[j] + mixed * (float)rp->lambda;
+	}
+}
+
+TEST(deterministic_methods_match_reference)
+{
+	/* random parameters (mixed densities incl. >= 1, negative weights,
+	 * rescale and normalize on and off) on tensors full of equal magnitudes */
+	static struct synth s;
+	const char *methods[] = {"ties", "breadcrumbs", "breadcrumbs_ties"};
+	const char *blocks[] = {NULL, "4", "96", "1000"};
+	float want[4096], got[4096];
+	int runs = 0;
+
+	for (uint64_t trial = 0; trial < 36; trial++) {
+		const char *method = methods[trial % 3];
+		const struct smelt_method *m = method_by_name(method);
+		struct ref_params rp = {0};
+		struct job_buf jb;
+		struct smelt_err err = {0};
+		uint64_t rows = 1 + smelt_rng_u64(500, trial) % 40;
+		uint64_t cols = 1 + smelt_rng_u64(501, trial) % 60;
+		size_t bad = 0;
+
+		synth_init(&s, "ref.weight", rows, cols);
+		synth_fill_ties(&s, 600 + trial);
+		rp.consensus = strcmp(method, "breadcrumbs") != 0;
+		rp.outliers = strcmp(method, "ties") != 0;
+		rp.lambda = 0.5 + smelt_rng_uniform(502, trial);
+		rp.normalize = trial & 4;
+		rp.rescale = trial & 8;
+		job_init(&jb, m, &s.t, N_MODELS, 1);
+		for (int i = 0; i < N_MODELS; i++) {
+			uint64_t c = trial * 8 + (uint64_t)i;
+
+			rp.w[i] = smelt_rng_uniform(503, c) * 1.5 - 0.25;
+			rp.density[i] = smelt_rng_u64(504, c) % 6 == 0
+			                    ? 1.0
+			                    : 0.1 + 0.85 * smelt_rng_uniform(505, c);
+			rp.gamma[i] = smelt_rng_uniform(506, c) * 0.2;
+			if (!rp.outliers && floor(rp.density[i] * (double)s.t.n) < 1)
+				rp.density[i] = 1.0;
+			set_model(&jb, m, i, "weight", rp.w[i]);
+			set_model(&jb, m, i, "density", rp.density[i]);
+			if (rp.outliers)
+				set_model(&jb, m, i, "gamma", rp.gamma[i]);
+		}
+		set_global(&jb, m, "lambda", rp.lambda);
+		set_global(&jb, m, "normalize", rp.normalize);
+		set_global(&jb, m, "rescale", rp.rescale);
+		reference_gta(&s, &rp, want);
+		if (blocks[trial % 4])
+			setenv("SMELT_BLOCK_BYTES", blocks[trial % 4], 1);
+		else
+			unsetenv("SMELT_BLOCK_BYTES");
+		CHECK_MSG(run(m, &jb, &s.t, got, 1 + (int)(trial % 2), &err) == 0, "%s", err.msg);
+		for (size_t j = 0; j < s.t.n; j++)
+			bad += fabsf(got[j] - want[j]) > 1e-6f + 1e-6f * fabsf(want[j]);
+		CHECK_MSG(bad == 0, "trial %llu %s %llux%llu: %zu elements differ",
+		          (unsigned long long)trial, method, (unsigned long long)rows,
+		          (unsigned long long)cols, bad);
+		runs++;
+	}
+	unsetenv("SMELT_BLOCK_BYTES");
+	CHECK_EQ_INT(runs, 36);
+}
+
 /* ---- edge cases and errors ---- */
 
 TEST(ties_density_keeping_nothing_is_an_error)
@@ -1165,6 +1296,7 @@ int main(void)
 	RUN(threads_and_blocks_bit_identical);
 	RUN(selection_tie_rule);
 	RUN(selection_random_magnitudes);
+	RUN(deterministic_methods_match_reference);
 	RUN(ties_density_keeping_nothing_is_an_error);
 	RUN(della_checks_and_edges);
 	RUN(della_single_column_rows);
