@@ -408,6 +408,58 @@ TEST(positions_stable_nan_last)
 		CHECK_EQ_INT(pos[j], want[j]);
 }
 
+struct ref_pair {
+	double v;
+	uint32_t j;
+};
+
+static int ref_cmp(const void *pa, const void *pb)
+{
+	const struct ref_pair *a = pa, *b = pb;
+
+	if (isnan(a->v) != isnan(b->v))
+		return isnan(a->v) ? 1 : -1;
+	if (!isnan(a->v) && a->v != b->v)
+		return a->v < b->v ? -1 : 1;
+	return a->j < b->j ? -1 : 1;
+}
+
+/* Long vectors take the radix path: same positions as a comparison sort
+ * with the stable, NaN-last, index-tie rule, including -0 == +0 and Inf. */
+TEST(positions_radix_matches_comparison)
+{
+	const size_t sizes[] = {256, 257, 1000, 5000};
+
+	for (size_t si = 0; si < 4; si++) {
+		size_t k = sizes[si];
+		double *v = malloc(k * sizeof(double));
+		uint32_t *pos = malloc(k * sizeof(uint32_t));
+		struct ref_pair *ref = malloc(k * sizeof(*ref));
+		uint32_t s = 12345 + (uint32_t)k;
+
+		for (size_t j = 0; j < k; j++) {
+			s = s * 1664525u + 1013904223u;
+			switch (s >> 29) {
+			case 0: v[j] = NAN; break;
+			case 1: v[j] = (s & 1) ? -0.0 : 0.0; break;
+			case 2: v[j] = (s & 1) ? INFINITY : -INFINITY; break;
+			case 3: v[j] = (double)((s >> 8) % 7); break; /* many ties */
+			default: v[j] = ((double)(s >> 8) / 16777216.0 - 0.5) * 1e-3; break;
+			}
+			ref[j].v = v[j];
+			ref[j].j = (uint32_t)j;
+		}
+		qsort(ref, k, sizeof(*ref), ref_cmp);
+		CHECK(widen_positions(v, k, pos) == 0);
+		for (size_t q = 0; q < k; q++)
+			CHECK_MSG(pos[ref[q].j] == q, "k %zu: column %u at %u, want %zu", k, ref[q].j,
+				  pos[ref[q].j], q);
+		free(v);
+		free(pos);
+		free(ref);
+	}
+}
+
 /* Pseudo-random inputs for property tests. */
 static void fill(float *v, size_t n, uint32_t seed, float scale)
 {
@@ -744,6 +796,7 @@ int main(void)
 	RUN(core_ranks_and_weights);
 	RUN(integer_threshold_rule);
 	RUN(positions_stable_nan_last);
+	RUN(positions_radix_matches_comparison);
 	RUN(negative_threshold_is_task_arithmetic);
 	RUN(single_model_s1_is_identity);
 	RUN(large_threshold_is_convex);

@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 void widen_divergence(double bb, double ww, double wb, double *mag, double *dir)
 {
@@ -45,12 +46,80 @@ static int keyed_cmp(const void *pa, const void *pb)
 	return a->j < b->j ? -1 : a->j > b->j;
 }
 
+/* Order-preserving key of a double: numbers ascending (-0 as +0), NaN after
+ * everything (all NaNs equal, so a stable sort keeps them in index order). */
+static uint64_t order_key(double x)
+{
+	uint64_t u;
+
+	if (isnan(x))
+		return UINT64_MAX;
+	if (x == 0.0)
+		x = 0.0;
+	memcpy(&u, &x, sizeof(u));
+	return u >> 63 ? ~u : u | (1ull << 63);
+}
+
+/* Stable LSD radix sort of (key, index) pairs, 8 bits per pass; passes where
+ * every key has the same digit are skipped. Equal keys keep index order,
+ * which is exactly the comparison sort below. */
+static int radix_positions(const double *v, uint64_t k, uint32_t *pos)
+{
+	uint64_t *key = malloc(2 * k * sizeof(uint64_t)), *key2;
+	uint32_t *idx = malloc(2 * k * sizeof(uint32_t)), *idx2;
+	size_t cnt[256];
+
+	if (!key || !idx) {
+		free(key);
+		free(idx);
+		return -1;
+	}
+	key2 = key + k;
+	idx2 = idx + k;
+	for (uint64_t j = 0; j < k; j++) {
+		key[j] = order_key(v[j]);
+		idx[j] = (uint32_t)j;
+	}
+	for (int shift = 0; shift < 64; shift += 8) {
+		size_t sum = 0;
+		uint64_t *tk;
+		uint32_t *ti;
+
+		memset(cnt, 0, sizeof(cnt));
+		for (uint64_t j = 0; j < k; j++)
+			cnt[(key[j] >> shift) & 0xff]++;
+		if (cnt[(key[0] >> shift) & 0xff] == k)
+			continue;
+		for (int d = 0; d < 256; d++) {
+			size_t c = cnt[d];
+
+			cnt[d] = sum;
+			sum += c;
+		}
+		for (uint64_t j = 0; j < k; j++) {
+			size_t at = cnt[(key[j] >> shift) & 0xff]++;
+
+			key2[at] = key[j];
+			idx2[at] = idx[j];
+		}
+		tk = key, key = key2, key2 = tk;
+		ti = idx, idx = idx2, idx2 = ti;
+	}
+	for (uint64_t q = 0; q < k; q++)
+		pos[idx[q]] = (uint32_t)q;
+	free(key < key2 ? key : key2);
+	free(idx < idx2 ? idx : idx2);
+	return 0;
+}
+
 int widen_positions(const double *v, uint64_t k, uint32_t *pos)
 {
 	struct keyed *tmp;
 
 	if (k == 0)
 		return 0;
+	if (k >= 256)
+		return radix_positions(v, k, pos);
 	tmp = malloc(k * sizeof(*tmp));
 	if (!tmp)
 		return -1;
