@@ -26,7 +26,7 @@ static double now(void)
 
 /* Set a parameter for the tensor or every model, if the method has it. */
 static void set(const struct smelt_method *m, double *pg, double *pm, int n, const char *name,
-		double v)
+                double v)
 {
 	int p = smelt_method_param(m, name);
 
@@ -74,7 +74,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < n; i++) {
 		x[i] = malloc(numel * sizeof(float));
 		for (uint64_t j = 0; j < numel; j++)
-			x[i][j] = base[j] + 0.05f * (float)(smelt_rng_uniform(2 + (uint64_t)i, j) - 0.5);
+			x[i][j] =
+			    base[j] + 0.05f * (float)(smelt_rng_uniform(2 + (uint64_t)i, j) - 0.5);
 		keys[i] = smelt_rng_key(7, "bench", (uint64_t)i);
 	}
 	for (int p = 0; p < m->n_params; p++) {
@@ -106,8 +107,8 @@ int main(int argc, char **argv)
 		job.pm = pm;
 		job.rng_key = keys;
 		t0 = now();
-		if (smelt_run_job_mem(m, &job, with_base ? base : NULL, (const float *const *)x, out,
-				      threads, &err)) {
+		if (smelt_run_job_mem(m, &job, with_base ? base : NULL, (const float *const *)x,
+		                      out, threads, &err)) {
 			fprintf(stderr, "%s\n", err.msg);
 			return 1;
 		}

@@ -26,20 +26,19 @@
 /* Direct references: they also make sure the linker takes these methods'
  * objects from the engine archive (the registry only refers to them weakly). */
 extern const struct smelt_method smelt_method_linear, smelt_method_task_arithmetic,
-	smelt_method_passthrough, smelt_method_slerp, smelt_method_nuslerp,
-	smelt_method_multislerp, smelt_method_karcher, smelt_method_model_stock,
-	smelt_method_nearswap, smelt_method_arcee_fusion;
+    smelt_method_passthrough, smelt_method_slerp, smelt_method_nuslerp, smelt_method_multislerp,
+    smelt_method_karcher, smelt_method_model_stock, smelt_method_nearswap,
+    smelt_method_arcee_fusion;
 
 static const struct smelt_method *const my_tables[] = {
-	&smelt_method_linear,	  &smelt_method_task_arithmetic, &smelt_method_passthrough,
-	&smelt_method_slerp,	  &smelt_method_nuslerp,	 &smelt_method_multislerp,
-	&smelt_method_karcher,	  &smelt_method_model_stock,	 &smelt_method_nearswap,
-	&smelt_method_arcee_fusion};
+    &smelt_method_linear,      &smelt_method_task_arithmetic, &smelt_method_passthrough,
+    &smelt_method_slerp,       &smelt_method_nuslerp,         &smelt_method_multislerp,
+    &smelt_method_karcher,     &smelt_method_model_stock,     &smelt_method_nearswap,
+    &smelt_method_arcee_fusion};
 
-static const char *const my_methods[] = {"linear",     "task_arithmetic", "passthrough",
-					 "slerp",      "nuslerp",         "multislerp",
-					 "karcher",    "model_stock",     "nearswap",
-					 "arcee_fusion"};
+static const char *const my_methods[] = {
+    "linear",     "task_arithmetic", "passthrough", "slerp",    "nuslerp",
+    "multislerp", "karcher",         "model_stock", "nearswap", "arcee_fusion"};
 
 /* ---- small helpers ---- */
 
@@ -112,8 +111,8 @@ static void default_params(const struct smelt_method *m, int n_models, double *p
 }
 
 static void init_job(struct smelt_tensor_job *job, const struct smelt_method *m, const char *name,
-		     int ndim, const uint64_t *shape, int n_models, const double *pg,
-		     const double *pm, const uint64_t *keys)
+                     int ndim, const uint64_t *shape, int n_models, const double *pg,
+                     const double *pm, const uint64_t *keys)
 {
 	memset(job, 0, sizeof(*job));
 	job->name = name;
@@ -130,7 +129,7 @@ static void init_job(struct smelt_tensor_job *job, const struct smelt_method *m,
 
 /* Run and require success. */
 static int run(const struct smelt_method *m, struct smelt_tensor_job *job, const float *base,
-	       const float *const *x, float *out, int threads, struct smelt_err *err)
+               const float *const *x, float *out, int threads, struct smelt_err *err)
 {
 	smelt_err_clear(err);
 	return smelt_run_job_mem(m, job, base, x, out, threads, err);
@@ -152,7 +151,7 @@ static bool is_mine(const char *method)
 }
 
 static void fill_params(const struct smelt_method *m, const cJSON *cs, const cJSON *models,
-			double *pg, double *pm)
+                        double *pg, double *pm)
 {
 	const cJSON *rp = cJSON_GetObjectItem(cs, "resolved_parameters");
 	const cJSON *rtp = cJSON_GetObjectItem(cs, "resolved_tensor_parameters");
@@ -178,7 +177,7 @@ static void fill_params(const struct smelt_method *m, const cJSON *cs, const cJS
 			CHECK_MSG(p >= 0, "%s: unknown parameter %s", m->name, q->string);
 			if (p >= 0)
 				pm[i * m->n_params + p] =
-					cJSON_IsBool(q) ? cJSON_IsTrue(q) : q->valuedouble;
+				    cJSON_IsBool(q) ? cJSON_IsTrue(q) : q->valuedouble;
 		}
 		i++;
 	}
@@ -190,13 +189,13 @@ struct layout {
 };
 
 static const struct layout layouts[] = {
-	{NULL, 1}, {NULL, 2}, {"64", 2}, {"100", 1}, {"36", 2}, {"4", 2},
+    {NULL, 1}, {NULL, 2}, {"64", 2}, {"100", 1}, {"36", 2}, {"4", 2},
 };
 
 /* One tensor of one case: every layout must give the same bits, the first
  * must match mergekit's expected values. Returns the worst error. */
 static double kat_tensor(const struct smelt_method *m, const cJSON *cs, const cJSON *inputs,
-			 const char *tname, double atol, double rtol)
+                         const char *tname, double atol, double rtol)
 {
 	const cJSON *exp_t = cJSON_GetObjectItem(cJSON_GetObjectItem(cs, "expected"), tname);
 	const cJSON *models = cJSON_GetObjectItem(cs, "models");
@@ -215,15 +214,15 @@ static double kat_tensor(const struct smelt_method *m, const cJSON *cs, const cJ
 	expected = floats_of(cJSON_GetObjectItem(exp_t, "data"), &n);
 	cJSON_ArrayForEach(it, models)
 	{
-		const cJSON *t = cJSON_GetObjectItem(
-			cJSON_GetObjectItem(inputs, it->valuestring), tname);
+		const cJSON *t =
+		    cJSON_GetObjectItem(cJSON_GetObjectItem(inputs, it->valuestring), tname);
 
 		x[i++] = floats_of(cJSON_GetObjectItem(t, "data"), &k);
 		CHECK_EQ_INT(k, n);
 	}
 	if (cJSON_IsString(bm)) {
-		const cJSON *t = cJSON_GetObjectItem(cJSON_GetObjectItem(inputs, bm->valuestring),
-						     tname);
+		const cJSON *t =
+		    cJSON_GetObjectItem(cJSON_GetObjectItem(inputs, bm->valuestring), tname);
 
 		base = floats_of(cJSON_GetObjectItem(t, "data"), &k);
 		CHECK_EQ_INT(k, n);
@@ -249,16 +248,17 @@ static double kat_tensor(const struct smelt_method *m, const cJSON *cs, const cJ
 					worst = d;
 				if (!(d <= atol + rtol * fabs(expected[e]) && d <= 1e-5)) {
 					check_fail(__FILE__, __LINE__,
-						   "%s %s[%zu]: got %.9g expected %.9g", m->name,
-						   tname, e, out[e], expected[e]);
+					           "%s %s[%zu]: got %.9g expected %.9g", m->name,
+					           tname, e, out[e], expected[e]);
 					break;
 				}
 			}
 		} else {
 			CHECK_MSG(memcmp(ref, out, n * sizeof(float)) == 0,
-				  "%s %s: block bytes %s threads %d differ from the first run",
-				  m->name, tname, layouts[l].block_bytes ? layouts[l].block_bytes : "-",
-				  layouts[l].threads);
+			          "%s %s: block bytes %s threads %d differ from the first run",
+			          m->name, tname,
+			          layouts[l].block_bytes ? layouts[l].block_bytes : "-",
+			          layouts[l].threads);
 		}
 	}
 	set_block_bytes(NULL);
@@ -296,17 +296,17 @@ TEST(known_answers)
 		if (!m)
 			continue;
 		snprintf(rel, sizeof(rel), "testdata/methods/%s",
-			 cJSON_GetObjectItem(c, "file")->valuestring);
+		         cJSON_GetObjectItem(c, "file")->valuestring);
 		cs = load_json(rel);
 		if (!cs)
 			continue;
 		tol = cJSON_GetObjectItem(cs, "tolerance");
 		cJSON_ArrayForEach(t, cJSON_GetObjectItem(cs, "tensors"))
 		{
-			double w = kat_tensor(m, cs, cJSON_GetObjectItem(in, "models"),
-					      t->valuestring,
-					      cJSON_GetObjectItem(tol, "atol")->valuedouble,
-					      cJSON_GetObjectItem(tol, "rtol")->valuedouble);
+			double w =
+			    kat_tensor(m, cs, cJSON_GetObjectItem(in, "models"), t->valuestring,
+			               cJSON_GetObjectItem(tol, "atol")->valuedouble,
+			               cJSON_GetObjectItem(tol, "rtol")->valuedouble);
 
 			if (w > worst)
 				worst = w;
@@ -367,12 +367,12 @@ static void fx_free(struct fixture *f)
 
 /* Run m on the fixture (base may be NULL); returns the return code. */
 static int fx_run(struct fixture *f, const struct smelt_method *m, int n_models, bool with_base,
-		  struct smelt_err *err)
+                  struct smelt_err *err)
 {
 	struct smelt_tensor_job job;
 
 	init_job(&job, m, "model.layers.0.mlp.up_proj.weight", 2, f->shape, n_models, f->pg, f->pm,
-		 f->keys);
+	         f->keys);
 	return run(m, &job, with_base ? f->b : NULL, (const float *const *)f->x, f->out, 2, err);
 }
 
@@ -420,7 +420,7 @@ TEST(gram_helper)
 		direct = 0;
 		for (int e = 0; e < N; e++)
 			direct += (double)(float)(v[1][e] - (org ? org[e] : 0)) *
-				  (double)(float)(v[2][e] - (org ? org[e] : 0));
+			          (double)(float)(v[2][e] - (org ? org[e] : 0));
 		CHECK_NEAR(small[smelt_geom_tri_index(3, 2, 1)], direct, 1e-9);
 	}
 	CHECK_EQ_INT(smelt_geom_tri_index(4, 0, 0), 0);
@@ -446,13 +446,13 @@ TEST(registry_metadata)
 		for (int p = 0; p < m->n_params; p++) {
 			CHECK(m->params[p].help && *m->params[p].help);
 			CHECK(m->params[p].required || (m->params[p].def >= m->params[p].min &&
-							m->params[p].def <= m->params[p].max));
+			                                m->params[p].def <= m->params[p].max));
 		}
 	}
 	CHECK_EQ_INT(smelt_method_param(need("task_arithmetic"), "int8_mask") >= 0, 1);
-	CHECK(need("task_arithmetic")->params[smelt_method_param(need("task_arithmetic"),
-								 "int8_mask")]
-		      .unused);
+	CHECK(need("task_arithmetic")
+	          ->params[smelt_method_param(need("task_arithmetic"), "int8_mask")]
+	          .unused);
 }
 
 TEST(linear_properties)
@@ -731,7 +731,7 @@ TEST(nearswap_properties)
 	f.x[0][4] = f.b[4] + 0.5f;
 	CHECK_EQ_INT(fx_run(&f, m, 1, true, &err), 0);
 	CHECK(f.out[0] == f.b[0]);
-	CHECK(f.out[3] == f.x[0][3]); /* closer than t: swapped in */
+	CHECK(f.out[3] == f.x[0][3]);              /* closer than t: swapped in */
 	CHECK_NEAR(f.out[4], f.b[4] + 1e-4, 1e-6); /* moved by t toward x */
 	f.pg[0] = 0;
 	CHECK(fx_run(&f, m, 1, true, &err) == SMELT_EINVAL);
@@ -770,15 +770,15 @@ TEST(empty_tensors)
 
 			init_job(&job, m, "empty", 2, shapes[s], n, pg, pm, keys);
 			CHECK_MSG(run(m, &job, base ? dummy : NULL, xs, dummy, 2, &err) == 0,
-				  "%s on an empty tensor: %s", m->name, err.msg);
+			          "%s on an empty tensor: %s", m->name, err.msg);
 		}
 	}
 }
 
 /* Run m on (b, x0, x1) viewed with the given shape. */
-static void run_shaped(const struct smelt_method *m, const double *pg, const double *pm,
-		       int ndim, const uint64_t *shape, const float *b, float *const *x, int n_models,
-		       float *out)
+static void run_shaped(const struct smelt_method *m, const double *pg, const double *pm, int ndim,
+                       const uint64_t *shape, const float *b, float *const *x, int n_models,
+                       float *out)
 {
 	struct smelt_tensor_job job;
 	struct smelt_err err;
@@ -786,7 +786,7 @@ static void run_shaped(const struct smelt_method *m, const double *pg, const dou
 
 	init_job(&job, m, "shaped", ndim, shape, n_models, pg, pm, keys);
 	CHECK_MSG(run(m, &job, b, (const float *const *)x, out, 2, &err) == 0, "%s: %s", m->name,
-		  err.msg);
+	          err.msg);
 }
 
 /* The per-row modes take vectors along the last axis, the per-column mode
@@ -929,9 +929,9 @@ TEST(arcee_fusion_threshold)
 	for (size_t l = 0; l < sizeof(layouts) / sizeof(layouts[0]); l++) {
 		set_block_bytes(layouts[l].block_bytes);
 		init_job(&job, m, "w", 2, f.shape, 1, NULL, NULL, f.keys);
-		CHECK_EQ_INT(run(m, &job, f.b, (const float *const *)f.x, f.out, layouts[l].threads,
-				 &err),
-			     0);
+		CHECK_EQ_INT(
+		    run(m, &job, f.b, (const float *const *)f.x, f.out, layouts[l].threads, &err),
+		    0);
 		CHECK_MSG(memcmp(f.out, ref, f.n * sizeof(float)) == 0, "layout %zu", l);
 	}
 	set_block_bytes(NULL);
@@ -959,9 +959,8 @@ TEST(arcee_fusion_sampled_determinism)
 	for (size_t l = 0; l < sizeof(big) / sizeof(big[0]); l++) {
 		set_block_bytes(big[l].block_bytes);
 		init_job(&job, m, "big", 2, f.shape, 1, NULL, NULL, f.keys);
-		CHECK_EQ_INT(run(m, &job, f.b, (const float *const *)f.x, f.out, big[l].threads,
-				 &err),
-			     0);
+		CHECK_EQ_INT(
+		    run(m, &job, f.b, (const float *const *)f.x, f.out, big[l].threads, &err), 0);
 		if (l == 0)
 			memcpy(first, f.out, f.n * sizeof(float));
 		else

@@ -16,8 +16,8 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: smelt methods [NAME]\n\n"
-		   "Without NAME, list every merge method with its parameters and defaults.\n"
-		   "With NAME, print that method's formula, parameters, base and model rules.\n");
+	           "Without NAME, list every merge method with its parameters and defaults.\n"
+	           "With NAME, print that method's formula, parameters, base and model rules.\n");
 }
 
 /* A parameter's default as a recipe would write it. */
@@ -56,13 +56,14 @@ static void format_range(const struct smelt_param_def *p, char *buf, size_t size
 		return;
 	}
 	if (isinf(p->min) && isinf(p->max)) {
-		snprintf(buf, size, "%s", p->type == SMELT_PARAM_INT ? "any integer" : "any number");
+		snprintf(buf, size, "%s",
+		         p->type == SMELT_PARAM_INT ? "any integer" : "any number");
 		return;
 	}
 	format_bound(p->min, lo, sizeof(lo));
 	format_bound(p->max, hi, sizeof(hi));
 	snprintf(buf, size, "%s in [%s, %s]", p->type == SMELT_PARAM_INT ? "integer" : "number", lo,
-		 hi);
+	         hi);
 }
 
 static const char *scope_name(const struct smelt_param_def *p)
@@ -112,13 +113,14 @@ static void list_all(void)
 
 			format_default(p, def, sizeof(def));
 			len = snprintf(item, sizeof(item), "%s%s%s%s%s", k ? "  " : "", p->name,
-				       p->required ? " (" : "=", p->required ? "required" : def,
-				       p->required ? ")" : "");
+			               p->required ? " (" : "=", p->required ? "required" : def,
+			               p->required ? ")" : "");
 			if (p->scope == SMELT_SCOPE_MODEL || p->unused)
-				len += snprintf(item + len, sizeof(item) - (size_t)len, " [%s%s%s]",
-						p->scope == SMELT_SCOPE_MODEL ? "per model" : "",
-						p->scope == SMELT_SCOPE_MODEL && p->unused ? ", " : "",
-						p->unused ? "no effect" : "");
+				len +=
+				    snprintf(item + len, sizeof(item) - (size_t)len, " [%s%s%s]",
+				             p->scope == SMELT_SCOPE_MODEL ? "per model" : "",
+				             p->scope == SMELT_SCOPE_MODEL && p->unused ? ", " : "",
+				             p->unused ? "no effect" : "");
 			if (col + len > 96 && k) {
 				printf("\n      ");
 				col = 6;
@@ -192,7 +194,8 @@ static size_t distance(const char *a, const char *b)
 
 		row[0] = i;
 		for (size_t j = 1; j <= lb; j++) {
-			char ca = a[i - 1] == '-' ? '_' : a[i - 1], cb = b[j - 1] == '-' ? '_' : b[j - 1];
+			char ca = a[i - 1] == '-' ? '_' : a[i - 1],
+			     cb = b[j - 1] == '-' ? '_' : b[j - 1];
 			size_t sub = diag + (ca != cb), up = row[j] + 1, left = row[j - 1] + 1;
 			size_t best = sub < up ? sub : up;
 
@@ -244,11 +247,11 @@ int cmd_methods(int argc, char **argv)
 
 		if (near)
 			cli_error("unknown merge method '%s' (did you mean '%s'?); "
-				  "`smelt methods` lists them all",
-				  argv[1], near->name);
+			          "`smelt methods` lists them all",
+			          argv[1], near->name);
 		else
 			cli_error("unknown merge method '%s'; `smelt methods` lists them all",
-				  argv[1]);
+			          argv[1]);
 		return 1;
 	}
 	show(m);

@@ -25,22 +25,22 @@
 #define FUSION_KL_CACHE (1u << 22)
 
 struct fusion_state {
-	uint64_t seg;     /* softmax axis length */
-	uint64_t n_seg;   /* rows (slices along the softmax axis) */
+	uint64_t seg;   /* softmax axis length */
+	uint64_t n_seg; /* rows (slices along the softmax axis) */
 	size_t n_samples;
-	uint64_t *idx;    /* sorted flat indices of the samples, NULL = every element */
-	float *samples;   /* importance of each sample */
-	float *kl;        /* per-row KL from the statistics pass, or NULL */
-	float tau;        /* threshold */
+	uint64_t *idx;  /* sorted flat indices of the samples, NULL = every element */
+	float *samples; /* importance of each sample */
+	float *kl;      /* per-row KL from the statistics pass, or NULL */
+	float tau;      /* threshold */
 };
 
 static int fusion_check(const struct smelt_tensor_job *job, struct smelt_err *err)
 {
 	if (job->n_models != 1)
 		return smelt_fail(err, SMELT_EINVAL,
-				  "arcee_fusion: tensor %s: needs exactly 1 model besides the "
-				  "base, got %d",
-				  job->name, job->n_models);
+		                  "arcee_fusion: tensor %s: needs exactly 1 model besides the "
+		                  "base, got %d",
+		                  job->name, job->n_models);
 	return 0;
 }
 
@@ -134,8 +134,8 @@ static int fusion_setup(struct smelt_tensor_job *job, struct smelt_err *err)
 		if (!s->idx || !tmp)
 			goto oom;
 		for (size_t k = 0; k < s->n_samples; k++) {
-			uint64_t e = (uint64_t)(smelt_rng_uniform(job->rng_key[0], k) *
-						(double)job->numel);
+			uint64_t e =
+			    (uint64_t)(smelt_rng_uniform(job->rng_key[0], k) * (double)job->numel);
 
 			s->idx[k] = e < job->numel ? e : job->numel - 1;
 		}
@@ -225,7 +225,7 @@ static float block_kl(const struct fusion_state *s, const struct smelt_block *b,
 }
 
 static void fusion_stats(struct smelt_tensor_job *job, int pass, const struct smelt_block *b,
-			 void *acc)
+                         void *acc)
 {
 	struct fusion_state *s = job->state;
 	uint64_t e0 = b->elem0, e1 = b->elem0 + b->nrows * job->cols;
@@ -283,7 +283,7 @@ static float quantile(const float *sorted, size_t n, float q)
 }
 
 static int fusion_finish(struct smelt_tensor_job *job, int pass, const void *acc,
-			 struct smelt_err *err)
+                         struct smelt_err *err)
 {
 	struct fusion_state *s = job->state;
 	float q1, med, q3;
@@ -291,13 +291,13 @@ static int fusion_finish(struct smelt_tensor_job *job, int pass, const void *acc
 	(void)pass;
 	if (*(const double *)acc != (double)s->n_samples)
 		return smelt_fail(err, SMELT_EINVAL,
-				  "arcee_fusion: tensor %s: collected %.0f of %zu samples",
-				  job->name, *(const double *)acc, s->n_samples);
+		                  "arcee_fusion: tensor %s: collected %.0f of %zu samples",
+		                  job->name, *(const double *)acc, s->n_samples);
 	free(s->idx); /* the indices are not needed any more */
 	s->idx = NULL;
 	if (sort_samples(s->samples, s->n_samples))
 		return smelt_fail(err, SMELT_ENOMEM, "arcee_fusion: tensor %s: out of memory",
-				  job->name);
+		                  job->name);
 	q1 = quantile(s->samples, s->n_samples, 0.25f);
 	med = quantile(s->samples, s->n_samples, 0.5f);
 	q3 = quantile(s->samples, s->n_samples, 0.75f);
@@ -309,7 +309,7 @@ static int fusion_finish(struct smelt_tensor_job *job, int pass, const void *acc
 }
 
 static void fusion_merge(const struct smelt_tensor_job *job, const struct smelt_block *b,
-			 float *out)
+                         float *out)
 {
 	const struct fusion_state *s = job->state;
 	size_t n = (size_t)(b->nrows * job->cols);
@@ -341,26 +341,26 @@ static void fusion_release(struct smelt_tensor_job *job)
 }
 
 const struct smelt_method smelt_method_arcee_fusion = {
-	.name = "arcee_fusion",
-	.summary = "keep only the model's important changes over the base",
-	.help = "Per row (slice along the last axis): KL = sum p log(p/q) with\n"
-		"p = softmax(x) + 1e-8, q = softmax(b) + 1e-8. Importance I = |x - b| * KL.\n"
-		"Threshold tau = median(I) + 1.5 (Q3 - Q1), the quartiles read as\n"
-		"sorted[floor(q (n-1))] from all elements, or from 1e6 elements sampled\n"
-		"with smelt's seeded RNG for larger tensors (reproducible for a given\n"
-		"seed). y = b + [I >= tau] (x - b). No parameters. Needs a base and\n"
-		"exactly 1 other model.",
-	.paper = "Arcee AI, Arcee Fusion (mergekit), https://arcee.ai",
-	.base = SMELT_BASE_REQUIRED,
-	.min_models = 1,
-	.max_models = 1,
-	.flags = SMELT_M_RANDOM,
-	.params = NULL,
-	.n_params = 0,
-	.check = fusion_check,
-	.setup = fusion_setup,
-	.stats = fusion_stats,
-	.finish = fusion_finish,
-	.merge = fusion_merge,
-	.release = fusion_release,
+    .name = "arcee_fusion",
+    .summary = "keep only the model's important changes over the base",
+    .help = "Per row (slice along the last axis): KL = sum p log(p/q) with\n"
+            "p = softmax(x) + 1e-8, q = softmax(b) + 1e-8. Importance I = |x - b| * KL.\n"
+            "Threshold tau = median(I) + 1.5 (Q3 - Q1), the quartiles read as\n"
+            "sorted[floor(q (n-1))] from all elements, or from 1e6 elements sampled\n"
+            "with smelt's seeded RNG for larger tensors (reproducible for a given\n"
+            "seed). y = b + [I >= tau] (x - b). No parameters. Needs a base and\n"
+            "exactly 1 other model.",
+    .paper = "Arcee AI, Arcee Fusion (mergekit), https://arcee.ai",
+    .base = SMELT_BASE_REQUIRED,
+    .min_models = 1,
+    .max_models = 1,
+    .flags = SMELT_M_RANDOM,
+    .params = NULL,
+    .n_params = 0,
+    .check = fusion_check,
+    .setup = fusion_setup,
+    .stats = fusion_stats,
+    .finish = fusion_finish,
+    .merge = fusion_merge,
+    .release = fusion_release,
 };

@@ -180,4 +180,3 @@ void smelt_geom_slerp_coef(double bb, double xx, double bx, double t, double c[2
 	c[0] = sin((double)theta0 - theta_t) / (double)sin0;
 	c[1] = sin(theta_t) / (double)sin0;
 }
-

@@ -15,11 +15,10 @@
 enum { P_MAX_ITER, P_TOL, N_PARAMS };
 
 static const struct smelt_param_def params[N_PARAMS] = {
-	[P_MAX_ITER] = {"max_iter", SMELT_PARAM_INT, SMELT_SCOPE_GLOBAL, false, 10, 0, 100000, NULL,
-			"maximum number of mean-shift iterations", false},
-	[P_TOL] = {"tol", SMELT_PARAM_FLOAT, SMELT_SCOPE_GLOBAL, false, 1e-5, 0, INFINITY, NULL,
-		   "convergence tolerance (also the norm below which an input is ignored)",
-		   false},
+    [P_MAX_ITER] = {"max_iter", SMELT_PARAM_INT, SMELT_SCOPE_GLOBAL, false, 10, 0, 100000, NULL,
+                    "maximum number of mean-shift iterations", false},
+    [P_TOL] = {"tol", SMELT_PARAM_FLOAT, SMELT_SCOPE_GLOBAL, false, 1e-5, 0, INFINITY, NULL,
+               "convergence tolerance (also the norm below which an input is ignored)", false},
 };
 
 struct karcher_state {
@@ -35,7 +34,7 @@ static int n_inputs(const struct smelt_tensor_job *job)
 /* The inputs of a block: models, then the base (a listed base is one more
  * model for karcher). */
 static void block_inputs(const struct smelt_tensor_job *job, const struct smelt_block *b,
-			 const float **v)
+                         const float **v)
 {
 	for (int i = 0; i < job->n_models; i++)
 		v[i] = b->x[i];
@@ -66,7 +65,7 @@ oom:
 }
 
 static void karcher_stats(struct smelt_tensor_job *job, int pass, const struct smelt_block *b,
-			  void *acc)
+                          void *acc)
 {
 	const struct karcher_state *s = job->state;
 	const float *v[s->k];
@@ -94,7 +93,7 @@ static double unit_dot(const double *u, int k, const double *a, int i)
  * norm) in the final scale sum_i |x_i| / k.
  */
 static void karcher_solve(const struct smelt_tensor_job *job, int k, const double *g, double *u,
-			  double *a, double *tg, double *nrm, double *coef)
+                          double *a, double *tg, double *nrm, double *coef)
 {
 	double tol = smelt_pg(job, P_TOL), alpha, mn, scale = 0;
 	int max_iter = (int)smelt_pg(job, P_MAX_ITER), nvalid = 0, first = -1;
@@ -166,7 +165,7 @@ static void karcher_solve(const struct smelt_tensor_job *job, int k, const doubl
 }
 
 static int karcher_finish(struct smelt_tensor_job *job, int pass, const void *acc,
-			  struct smelt_err *err)
+                          struct smelt_err *err)
 {
 	struct karcher_state *s = job->state;
 	int k = s->k;
@@ -175,7 +174,7 @@ static int karcher_finish(struct smelt_tensor_job *job, int pass, const void *ac
 	(void)pass;
 	if (!g)
 		return smelt_fail(err, SMELT_ENOMEM, "karcher: tensor %s: out of memory",
-				  job->name);
+		                  job->name);
 	smelt_geom_gram_unpack(acc, k, g);
 	{
 		double *u = g + (size_t)k * k, *w = u + (size_t)k * k;
@@ -187,7 +186,7 @@ static int karcher_finish(struct smelt_tensor_job *job, int pass, const void *ac
 }
 
 static void karcher_merge(const struct smelt_tensor_job *job, const struct smelt_block *b,
-			  float *out)
+                          float *out)
 {
 	const struct karcher_state *s = job->state;
 	size_t n = (size_t)(b->nrows * job->cols);
@@ -219,26 +218,26 @@ static void karcher_release(struct smelt_tensor_job *job)
 }
 
 const struct smelt_method smelt_method_karcher = {
-	.name = "karcher",
-	.summary = "Riemannian (Karcher) mean of the models' directions",
-	.help = "Equal weights a = 1/k over the k inputs (the models, plus the base when\n"
-		"one is given: it is averaged like any other model). u_i = x_i/|x_i|;\n"
-		"inputs with |x_i| <= tol are left out of the direction. Start from the\n"
-		"normalised mean of the u_i, then up to max_iter times: theta_i =\n"
-		"acos(u.u_i) (skipped if < tol), T = sum a (theta_i/sin theta_i)\n"
-		"(u_i - cos theta_i u); stop if |T| < tol, else u <- cos|T| u +\n"
-		"sin|T| T/|T|, renormalised. y = (sum_i |x_i| / k) u.\n"
-		"Globals: max_iter (default 10), tol (default 1e-5). No per-model weight.",
-	.paper = "Karcher 1977, Riemannian center of mass and mollifier smoothing, "
-		 "https://en.wikipedia.org/wiki/Karcher_mean",
-	.base = SMELT_BASE_AS_MODEL,
-	.min_models = 1,
-	.max_models = 0,
-	.params = params,
-	.n_params = N_PARAMS,
-	.setup = karcher_setup,
-	.stats = karcher_stats,
-	.finish = karcher_finish,
-	.merge = karcher_merge,
-	.release = karcher_release,
+    .name = "karcher",
+    .summary = "Riemannian (Karcher) mean of the models' directions",
+    .help = "Equal weights a = 1/k over the k inputs (the models, plus the base when\n"
+            "one is given: it is averaged like any other model). u_i = x_i/|x_i|;\n"
+            "inputs with |x_i| <= tol are left out of the direction. Start from the\n"
+            "normalised mean of the u_i, then up to max_iter times: theta_i =\n"
+            "acos(u.u_i) (skipped if < tol), T = sum a (theta_i/sin theta_i)\n"
+            "(u_i - cos theta_i u); stop if |T| < tol, else u <- cos|T| u +\n"
+            "sin|T| T/|T|, renormalised. y = (sum_i |x_i| / k) u.\n"
+            "Globals: max_iter (default 10), tol (default 1e-5). No per-model weight.",
+    .paper = "Karcher 1977, Riemannian center of mass and mollifier smoothing, "
+             "https://en.wikipedia.org/wiki/Karcher_mean",
+    .base = SMELT_BASE_AS_MODEL,
+    .min_models = 1,
+    .max_models = 0,
+    .params = params,
+    .n_params = N_PARAMS,
+    .setup = karcher_setup,
+    .stats = karcher_stats,
+    .finish = karcher_finish,
+    .merge = karcher_merge,
+    .release = karcher_release,
 };

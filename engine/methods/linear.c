@@ -6,10 +6,10 @@
 enum { P_WEIGHT, P_NORMALIZE, N_PARAMS };
 
 static const struct smelt_param_def params[N_PARAMS] = {
-	[P_WEIGHT] = {"weight", SMELT_PARAM_FLOAT, SMELT_SCOPE_MODEL, true, 0, -INFINITY, INFINITY,
-		      NULL, "this model's weight in the sum", false},
-	[P_NORMALIZE] = {"normalize", SMELT_PARAM_BOOL, SMELT_SCOPE_GLOBAL, false, 1, 0, 1, NULL,
-			 "divide by the sum of the weights", false},
+    [P_WEIGHT] = {"weight", SMELT_PARAM_FLOAT, SMELT_SCOPE_MODEL, true, 0, -INFINITY, INFINITY,
+                  NULL, "this model's weight in the sum", false},
+    [P_NORMALIZE] = {"normalize", SMELT_PARAM_BOOL, SMELT_SCOPE_GLOBAL, false, 1, 0, 1, NULL,
+                     "divide by the sum of the weights", false},
 };
 
 /* mergekit casts the weights to the compute dtype (f32) before summing. */
@@ -31,19 +31,20 @@ static int linear_check(const struct smelt_tensor_job *job, struct smelt_err *er
 {
 	if (job->has_base)
 		return smelt_fail(err, SMELT_EINVAL,
-				  "linear: tensor %s: a base model is merged as one more model "
-				  "with its own weight, not as a base",
-				  job->name);
+		                  "linear: tensor %s: a base model is merged as one more model "
+		                  "with its own weight, not as a base",
+		                  job->name);
 	if (smelt_pg(job, P_NORMALIZE) != 0 && weight_sum(job) == 0)
-		return smelt_fail(err, SMELT_EINVAL,
-				  "linear: tensor %s: the weights sum to 0, so normalize=true would "
-				  "divide by zero (set normalize: false or change a weight)",
-				  job->name);
+		return smelt_fail(
+		    err, SMELT_EINVAL,
+		    "linear: tensor %s: the weights sum to 0, so normalize=true would "
+		    "divide by zero (set normalize: false or change a weight)",
+		    job->name);
 	return 0;
 }
 
 static void linear_merge(const struct smelt_tensor_job *job, const struct smelt_block *b,
-			 float *out)
+                         float *out)
 {
 	size_t n = (size_t)(b->nrows * job->cols);
 	double div = smelt_pg(job, P_NORMALIZE) != 0 ? weight_sum(job) : 1.0;
@@ -58,19 +59,19 @@ static void linear_merge(const struct smelt_tensor_job *job, const struct smelt_
 }
 
 const struct smelt_method smelt_method_linear = {
-	.name = "linear",
-	.summary = "weighted average of the models",
-	.help = "y = sum_i weight_i * x_i, divided by sum_i weight_i when normalize is true\n"
-		"(the default). weight is per model and required. No base is needed: a\n"
-		"base_model, if given, is merged as one more model and needs a weight like\n"
-		"the others (e.g. from the top-level parameters), as in mergekit.\n"
-		"With normalize=true the weights may not sum to 0.",
-	.paper = "Wortsman et al. 2022, Model soups, https://arxiv.org/abs/2203.05482",
-	.base = SMELT_BASE_AS_MODEL,
-	.min_models = 1,
-	.max_models = 0,
-	.params = params,
-	.n_params = N_PARAMS,
-	.check = linear_check,
-	.merge = linear_merge,
+    .name = "linear",
+    .summary = "weighted average of the models",
+    .help = "y = sum_i weight_i * x_i, divided by sum_i weight_i when normalize is true\n"
+            "(the default). weight is per model and required. No base is needed: a\n"
+            "base_model, if given, is merged as one more model and needs a weight like\n"
+            "the others (e.g. from the top-level parameters), as in mergekit.\n"
+            "With normalize=true the weights may not sum to 0.",
+    .paper = "Wortsman et al. 2022, Model soups, https://arxiv.org/abs/2203.05482",
+    .base = SMELT_BASE_AS_MODEL,
+    .min_models = 1,
+    .max_models = 0,
+    .params = params,
+    .n_params = N_PARAMS,
+    .check = linear_check,
+    .merge = linear_merge,
 };

@@ -16,12 +16,12 @@
 enum { P_WEIGHT, P_NORMALIZE_WEIGHTS, P_EPS, N_PARAMS };
 
 static const struct smelt_param_def params[N_PARAMS] = {
-	[P_WEIGHT] = {"weight", SMELT_PARAM_FLOAT, SMELT_SCOPE_MODEL, true, 0, -INFINITY, INFINITY,
-		      NULL, "this model's barycentric weight", false},
-	[P_NORMALIZE_WEIGHTS] = {"normalize_weights", SMELT_PARAM_BOOL, SMELT_SCOPE_GLOBAL, false,
-				 1, 0, 1, NULL, "divide the weights by their sum", false},
-	[P_EPS] = {"eps", SMELT_PARAM_FLOAT, SMELT_SCOPE_GLOBAL, false, 1e-8, 0, INFINITY, NULL,
-		   "small constant added to norms; |mean| below it is degenerate", false},
+    [P_WEIGHT] = {"weight", SMELT_PARAM_FLOAT, SMELT_SCOPE_MODEL, true, 0, -INFINITY, INFINITY,
+                  NULL, "this model's barycentric weight", false},
+    [P_NORMALIZE_WEIGHTS] = {"normalize_weights", SMELT_PARAM_BOOL, SMELT_SCOPE_GLOBAL, false, 1, 0,
+                             1, NULL, "divide the weights by their sum", false},
+    [P_EPS] = {"eps", SMELT_PARAM_FLOAT, SMELT_SCOPE_GLOBAL, false, 1e-8, 0, INFINITY, NULL,
+               "small constant added to norms; |mean| below it is degenerate", false},
 };
 
 struct mslerp_state {
@@ -54,9 +54,9 @@ static int mslerp_check(const struct smelt_tensor_job *job, struct smelt_err *er
 {
 	if (job->n_models > 1 && smelt_pg(job, P_NORMALIZE_WEIGHTS) != 0 && weight_sum(job) == 0)
 		return smelt_fail(err, SMELT_EINVAL,
-				  "multislerp: tensor %s: the weights sum to 0, so "
-				  "normalize_weights=true would divide by zero",
-				  job->name);
+		                  "multislerp: tensor %s: the weights sum to 0, so "
+		                  "normalize_weights=true would divide by zero",
+		                  job->name);
 	return 0;
 }
 
@@ -67,7 +67,7 @@ static int mslerp_setup(struct smelt_tensor_job *job, struct smelt_err *err)
 	if (!s || !(s->c = calloc((size_t)job->n_models, sizeof(double)))) {
 		free(s);
 		return smelt_fail(err, SMELT_ENOMEM, "multislerp: tensor %s: out of memory",
-				  job->name);
+		                  job->name);
 	}
 	job->state = s;
 	/* a single model is returned as it is: nothing to measure */
@@ -77,7 +77,7 @@ static int mslerp_setup(struct smelt_tensor_job *job, struct smelt_err *err)
 }
 
 static void mslerp_stats(struct smelt_tensor_job *job, int pass, const struct smelt_block *b,
-			 void *acc)
+                         void *acc)
 {
 	(void)pass;
 	smelt_geom_gram_add(b->x, job->n_models, b->base, (size_t)(b->nrows * job->cols), acc);
@@ -85,7 +85,7 @@ static void mslerp_stats(struct smelt_tensor_job *job, int pass, const struct sm
 
 /* The sphere arithmetic on coefficients; w, nrm, beta, a, tau are scratch of k. */
 static int solve(const struct smelt_tensor_job *job, const double *g, double *w, double *nrm,
-		 double *beta, double *a, double *tau, double *c, struct smelt_err *err)
+                 double *beta, double *a, double *tau, double *c, struct smelt_err *err)
 {
 	int k = job->n_models;
 	double eps = smelt_pg(job, P_EPS), mn, proj = 0, tn, avg = 0;
@@ -98,11 +98,12 @@ static int solve(const struct smelt_tensor_job *job, const double *g, double *w,
 	mn = sqrt(fmax(smelt_geom_quad(g, k, beta, beta), 0));
 	if (mn < eps) {
 		if (k != 2)
-			return smelt_fail(err, SMELT_EINVAL,
-					  "multislerp: tensor %s: the weighted mean of the unit "
-					  "vectors is zero (antipodal inputs whose weights cancel); "
-					  "change the weights",
-					  job->name);
+			return smelt_fail(
+			    err, SMELT_EINVAL,
+			    "multislerp: tensor %s: the weighted mean of the unit "
+			    "vectors is zero (antipodal inputs whose weights cancel); "
+			    "change the weights",
+			    job->name);
 		c[0] = w[0]; /* mergekit falls back to a lerp for two models */
 		c[1] = w[1];
 		return 0;
@@ -127,7 +128,7 @@ static int solve(const struct smelt_tensor_job *job, const double *g, double *w,
 }
 
 static int mslerp_finish(struct smelt_tensor_job *job, int pass, const void *acc,
-			 struct smelt_err *err)
+                         struct smelt_err *err)
 {
 	struct mslerp_state *s = job->state;
 	int k = job->n_models;
@@ -137,7 +138,7 @@ static int mslerp_finish(struct smelt_tensor_job *job, int pass, const void *acc
 	(void)pass;
 	if (!g)
 		return smelt_fail(err, SMELT_ENOMEM, "multislerp: tensor %s: out of memory",
-				  job->name);
+		                  job->name);
 	smelt_geom_gram_unpack(acc, k, g);
 	{
 		double *w = g + (size_t)k * k;
@@ -149,7 +150,7 @@ static int mslerp_finish(struct smelt_tensor_job *job, int pass, const void *acc
 }
 
 static void mslerp_merge(const struct smelt_tensor_job *job, const struct smelt_block *b,
-			 float *out)
+                         float *out)
 {
 	const struct mslerp_state *s = job->state;
 	size_t n = (size_t)(b->nrows * job->cols);
@@ -182,25 +183,25 @@ static void mslerp_release(struct smelt_tensor_job *job)
 }
 
 const struct smelt_method smelt_method_multislerp = {
-	.name = "multislerp",
-	.summary = "weighted spherical mean of any number of models",
-	.help = "Vectors v_i are the whole tensors x_i, or x_i - b with a base. Weights\n"
-		"(per model, required) are divided by their sum when normalize_weights\n"
-		"(default true). u_i = v_i / (|v_i| + eps), m = sum w_i u_i, mhat = m/|m|;\n"
-		"tangent vectors t_i = u_i - (u_i.mhat) mhat, T = sum w_i t_i;\n"
-		"r = mhat cos|T| + T sin|T|/|T| (|T| + eps in both), y = r * sum w_i |v_i|\n"
-		"(+ b). If |m| < eps: a lerp sum w_i v_i for two models, an error for more.\n"
-		"eps (global) defaults to 1e-8. Base optional; one model is copied as is.",
-	.paper = "Goddard, Multi-SLERP, https://goddard.blog/posts/multislerp-wow-what-a-cool-idea",
-	.base = SMELT_BASE_OPTIONAL,
-	.min_models = 1,
-	.max_models = 0,
-	.params = params,
-	.n_params = N_PARAMS,
-	.check = mslerp_check,
-	.setup = mslerp_setup,
-	.stats = mslerp_stats,
-	.finish = mslerp_finish,
-	.merge = mslerp_merge,
-	.release = mslerp_release,
+    .name = "multislerp",
+    .summary = "weighted spherical mean of any number of models",
+    .help = "Vectors v_i are the whole tensors x_i, or x_i - b with a base. Weights\n"
+            "(per model, required) are divided by their sum when normalize_weights\n"
+            "(default true). u_i = v_i / (|v_i| + eps), m = sum w_i u_i, mhat = m/|m|;\n"
+            "tangent vectors t_i = u_i - (u_i.mhat) mhat, T = sum w_i t_i;\n"
+            "r = mhat cos|T| + T sin|T|/|T| (|T| + eps in both), y = r * sum w_i |v_i|\n"
+            "(+ b). If |m| < eps: a lerp sum w_i v_i for two models, an error for more.\n"
+            "eps (global) defaults to 1e-8. Base optional; one model is copied as is.",
+    .paper = "Goddard, Multi-SLERP, https://goddard.blog/posts/multislerp-wow-what-a-cool-idea",
+    .base = SMELT_BASE_OPTIONAL,
+    .min_models = 1,
+    .max_models = 0,
+    .params = params,
+    .n_params = N_PARAMS,
+    .check = mslerp_check,
+    .setup = mslerp_setup,
+    .stats = mslerp_stats,
+    .finish = mslerp_finish,
+    .merge = mslerp_merge,
+    .release = mslerp_release,
 };

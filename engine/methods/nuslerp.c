@@ -9,15 +9,14 @@
 enum { P_WEIGHT, P_FLATTEN, P_ROW_WISE, N_PARAMS };
 
 static const struct smelt_param_def params[N_PARAMS] = {
-	[P_WEIGHT] = {"weight", SMELT_PARAM_FLOAT, SMELT_SCOPE_MODEL, true, 0, -INFINITY, INFINITY,
-		      NULL, "relative weight; t = weight_2 / (weight_1 + weight_2)", false},
-	[P_FLATTEN] = {"nuslerp_flatten", SMELT_PARAM_BOOL, SMELT_SCOPE_GLOBAL, false, 1, 0, 1,
-		       NULL, "one slerp over the whole tensor (else one per row or column)", false},
-	[P_ROW_WISE] = {"nuslerp_row_wise", SMELT_PARAM_BOOL, SMELT_SCOPE_GLOBAL, false, 0, 0, 1,
-			NULL,
-			"when not flattened: one slerp per column W[:,j] instead of per row "
-			"W[i,:]",
-			false},
+    [P_WEIGHT] = {"weight", SMELT_PARAM_FLOAT, SMELT_SCOPE_MODEL, true, 0, -INFINITY, INFINITY,
+                  NULL, "relative weight; t = weight_2 / (weight_1 + weight_2)", false},
+    [P_FLATTEN] = {"nuslerp_flatten", SMELT_PARAM_BOOL, SMELT_SCOPE_GLOBAL, false, 1, 0, 1, NULL,
+                   "one slerp over the whole tensor (else one per row or column)", false},
+    [P_ROW_WISE] = {"nuslerp_row_wise", SMELT_PARAM_BOOL, SMELT_SCOPE_GLOBAL, false, 0, 0, 1, NULL,
+                    "when not flattened: one slerp per column W[:,j] instead of per row "
+                    "W[i,:]",
+                    false},
 };
 
 enum nuslerp_mode {
@@ -29,9 +28,9 @@ enum nuslerp_mode {
 struct nuslerp_state {
 	enum nuslerp_mode mode;
 	double t;
-	uint64_t seg;  /* MODE_SEGMENT vector length */
-	double c[2];   /* MODE_FLAT coefficients */
-	double *ccol;  /* MODE_COLUMN: 2 coefficients per column */
+	uint64_t seg; /* MODE_SEGMENT vector length */
+	double c[2];  /* MODE_FLAT coefficients */
+	double *ccol; /* MODE_COLUMN: 2 coefficients per column */
 };
 
 /* mergekit: t = w2 / (w1 + w2), or 0.5 when |w1 + w2| < 1e-6. */
@@ -46,9 +45,9 @@ static int nuslerp_check(const struct smelt_tensor_job *job, struct smelt_err *e
 {
 	if (job->n_models != 2)
 		return smelt_fail(err, SMELT_EINVAL,
-				  "nuslerp: tensor %s: needs exactly 2 models besides the base, "
-				  "got %d",
-				  job->name, job->n_models);
+		                  "nuslerp: tensor %s: needs exactly 2 models besides the base, "
+		                  "got %d",
+		                  job->name, job->n_models);
 	return 0;
 }
 
@@ -95,7 +94,7 @@ static inline float rel(const float *x, const float *base, size_t e)
 }
 
 static void nuslerp_stats(struct smelt_tensor_job *job, int pass, const struct smelt_block *b,
-			  void *acc)
+                          void *acc)
 {
 	const struct nuslerp_state *s = job->state;
 	double *a = acc;
@@ -120,7 +119,7 @@ static void nuslerp_stats(struct smelt_tensor_job *job, int pass, const struct s
 }
 
 static int nuslerp_finish(struct smelt_tensor_job *job, int pass, const void *acc,
-			  struct smelt_err *err)
+                          struct smelt_err *err)
 {
 	struct nuslerp_state *s = job->state;
 	const double *a = acc;
@@ -134,7 +133,7 @@ static int nuslerp_finish(struct smelt_tensor_job *job, int pass, const void *ac
 	}
 	for (size_t j = 0; j < job->cols; j++)
 		smelt_geom_nuslerp_coef(a[3 * j], a[3 * j + 2], a[3 * j + 1], s->t,
-					&s->ccol[2 * j]);
+		                        &s->ccol[2 * j]);
 	return 0;
 }
 
@@ -146,7 +145,7 @@ static inline float combine(const struct smelt_block *b, size_t e, const double 
 }
 
 static void merge_segments(const struct nuslerp_state *s, const struct smelt_tensor_job *job,
-			   const struct smelt_block *b, float *out)
+                           const struct smelt_block *b, float *out)
 {
 	size_t n = (size_t)(b->nrows * job->cols);
 
@@ -167,7 +166,7 @@ static void merge_segments(const struct nuslerp_state *s, const struct smelt_ten
 }
 
 static void nuslerp_merge(const struct smelt_tensor_job *job, const struct smelt_block *b,
-			  float *out)
+                          float *out)
 {
 	const struct nuslerp_state *s = job->state;
 	size_t n = (size_t)(b->nrows * job->cols);
@@ -181,9 +180,7 @@ static void nuslerp_merge(const struct smelt_tensor_job *job, const struct smelt
 		for (size_t e = 0; e < n; e++)
 			out[e] = combine(b, e, &s->ccol[2 * (e % job->cols)]);
 		break;
-	case MODE_SEGMENT:
-		merge_segments(s, job, b, out);
-		break;
+	case MODE_SEGMENT: merge_segments(s, job, b, out); break;
 	}
 }
 
@@ -198,28 +195,28 @@ static void nuslerp_release(struct smelt_tensor_job *job)
 }
 
 const struct smelt_method smelt_method_nuslerp = {
-	.name = "nuslerp",
-	.summary = "slerp between two models by weight, per tensor, row or column",
-	.help = "t = weight_2 / (weight_1 + weight_2) (0.5 if that sum is below 1e-6 in\n"
-		"magnitude); weight is per model and required. Vectors v1, v2 are the two\n"
-		"models, or their task vectors x_i - b when a base is given (then\n"
-		"y = b + slerp). slerp: cos = v1.v2 / (|v1| |v2|) (norms clamped at 1e-7,\n"
-		"cos clamped to [-1,1]), theta = acos cos; if |sin theta| < 1e-8 lerp, else\n"
-		"y = (sin((1-t) theta) v1 + sin(t theta) v2) / sin theta. A zero vector is\n"
-		"not colinear: it gives theta = pi/2.\n"
-		"nuslerp_flatten (default true): one slerp over the whole tensor. Otherwise\n"
-		"one slerp per row W[i,:] (per slice along the last axis), or per column\n"
-		"W[:,j] with nuslerp_row_wise=true. Exactly 2 models; base optional.",
-	.paper = "mergekit (Arcee AI), NuSLERP, https://github.com/arcee-ai/mergekit",
-	.base = SMELT_BASE_OPTIONAL,
-	.min_models = 2,
-	.max_models = 2,
-	.params = params,
-	.n_params = N_PARAMS,
-	.check = nuslerp_check,
-	.setup = nuslerp_setup,
-	.stats = nuslerp_stats,
-	.finish = nuslerp_finish,
-	.merge = nuslerp_merge,
-	.release = nuslerp_release,
+    .name = "nuslerp",
+    .summary = "slerp between two models by weight, per tensor, row or column",
+    .help = "t = weight_2 / (weight_1 + weight_2) (0.5 if that sum is below 1e-6 in\n"
+            "magnitude); weight is per model and required. Vectors v1, v2 are the two\n"
+            "models, or their task vectors x_i - b when a base is given (then\n"
+            "y = b + slerp). slerp: cos = v1.v2 / (|v1| |v2|) (norms clamped at 1e-7,\n"
+            "cos clamped to [-1,1]), theta = acos cos; if |sin theta| < 1e-8 lerp, else\n"
+            "y = (sin((1-t) theta) v1 + sin(t theta) v2) / sin theta. A zero vector is\n"
+            "not colinear: it gives theta = pi/2.\n"
+            "nuslerp_flatten (default true): one slerp over the whole tensor. Otherwise\n"
+            "one slerp per row W[i,:] (per slice along the last axis), or per column\n"
+            "W[:,j] with nuslerp_row_wise=true. Exactly 2 models; base optional.",
+    .paper = "mergekit (Arcee AI), NuSLERP, https://github.com/arcee-ai/mergekit",
+    .base = SMELT_BASE_OPTIONAL,
+    .min_models = 2,
+    .max_models = 2,
+    .params = params,
+    .n_params = N_PARAMS,
+    .check = nuslerp_check,
+    .setup = nuslerp_setup,
+    .stats = nuslerp_stats,
+    .finish = nuslerp_finish,
+    .merge = nuslerp_merge,
+    .release = nuslerp_release,
 };

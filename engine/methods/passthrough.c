@@ -8,17 +8,17 @@
 enum { P_SCALE, N_PARAMS };
 
 static const struct smelt_param_def params[N_PARAMS] = {
-	[P_SCALE] = {"scale", SMELT_PARAM_FLOAT, SMELT_SCOPE_MODEL, false, 1, -INFINITY, INFINITY,
-		     NULL, "multiply the tensor by this factor (e.g. 0 to zero a projection)", false},
+    [P_SCALE] = {"scale", SMELT_PARAM_FLOAT, SMELT_SCOPE_MODEL, false, 1, -INFINITY, INFINITY, NULL,
+                 "multiply the tensor by this factor (e.g. 0 to zero a projection)", false},
 };
 
 static int pt_check(const struct smelt_tensor_job *job, struct smelt_err *err)
 {
 	if (job->n_models != 1)
 		return smelt_fail(err, SMELT_EINVAL,
-				  "passthrough: tensor %s: exactly one model per tensor, got %d "
-				  "(use slices with one source each)",
-				  job->name, job->n_models);
+		                  "passthrough: tensor %s: exactly one model per tensor, got %d "
+		                  "(use slices with one source each)",
+		                  job->name, job->n_models);
 	return 0;
 }
 
@@ -37,19 +37,19 @@ static void pt_merge(const struct smelt_tensor_job *job, const struct smelt_bloc
 }
 
 const struct smelt_method smelt_method_passthrough = {
-	.name = "passthrough",
-	.summary = "copy one model's tensor unchanged (frankenmerge slices)",
-	.help = "y = x, times scale when scale is given (per model, default 1).\n"
-		"Exactly one model per tensor, no base. With slices, each output layer\n"
-		"comes from the one source listed for it; stacking layer ranges of\n"
-		"several models builds a deeper model (a \"frankenmerge\").",
-	.paper = NULL,
-	.base = SMELT_BASE_NONE,
-	.min_models = 1,
-	.max_models = 1,
-	.flags = SMELT_M_PASSTHROUGH,
-	.params = params,
-	.n_params = N_PARAMS,
-	.check = pt_check,
-	.merge = pt_merge,
+    .name = "passthrough",
+    .summary = "copy one model's tensor unchanged (frankenmerge slices)",
+    .help = "y = x, times scale when scale is given (per model, default 1).\n"
+            "Exactly one model per tensor, no base. With slices, each output layer\n"
+            "comes from the one source listed for it; stacking layer ranges of\n"
+            "several models builds a deeper model (a \"frankenmerge\").",
+    .paper = NULL,
+    .base = SMELT_BASE_NONE,
+    .min_models = 1,
+    .max_models = 1,
+    .flags = SMELT_M_PASSTHROUGH,
+    .params = params,
+    .n_params = N_PARAMS,
+    .check = pt_check,
+    .merge = pt_merge,
 };

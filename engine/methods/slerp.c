@@ -9,8 +9,8 @@
 enum { P_T, N_PARAMS };
 
 static const struct smelt_param_def params[N_PARAMS] = {
-	[P_T] = {"t", SMELT_PARAM_FLOAT, SMELT_SCOPE_GLOBAL, true, 0, -INFINITY, INFINITY, NULL,
-		 "position on the arc: 0 gives the base, 1 the other model", false},
+    [P_T] = {"t", SMELT_PARAM_FLOAT, SMELT_SCOPE_GLOBAL, true, 0, -INFINITY, INFINITY, NULL,
+             "position on the arc: 0 gives the base, 1 the other model", false},
 };
 
 struct slerp_state {
@@ -30,7 +30,7 @@ static int slerp_setup(struct smelt_tensor_job *job, struct smelt_err *err)
 }
 
 static void slerp_stats(struct smelt_tensor_job *job, int pass, const struct smelt_block *b,
-			void *acc)
+                        void *acc)
 {
 	const float *v[2] = {b->base, b->x[0]};
 
@@ -39,7 +39,7 @@ static void slerp_stats(struct smelt_tensor_job *job, int pass, const struct sme
 }
 
 static int slerp_finish(struct smelt_tensor_job *job, int pass, const void *acc,
-			struct smelt_err *err)
+                        struct smelt_err *err)
 {
 	const double *g = acc;
 	struct slerp_state *s = job->state;
@@ -54,8 +54,7 @@ static int slerp_finish(struct smelt_tensor_job *job, int pass, const void *acc,
 	return 0;
 }
 
-static void slerp_merge(const struct smelt_tensor_job *job, const struct smelt_block *b,
-			float *out)
+static void slerp_merge(const struct smelt_tensor_job *job, const struct smelt_block *b, float *out)
 {
 	const struct slerp_state *s = job->state;
 	size_t n = (size_t)(b->nrows * job->cols);
@@ -73,23 +72,23 @@ static void slerp_release(struct smelt_tensor_job *job)
 }
 
 const struct smelt_method smelt_method_slerp = {
-	.name = "slerp",
-	.summary = "spherical interpolation between the base and one model",
-	.help = "Treats the whole tensor as one vector. With c the cosine between base b\n"
-		"and model x (each normalised unless its norm is below 1e-8):\n"
-		"if |c| > 0.9995 y = (1-t) b + t x (lerp); else with theta = acos c,\n"
-		"y = sin((1-t) theta)/sin(theta) * b + sin(t theta)/sin(theta) * x.\n"
-		"t is global and required (0 = base, 1 = the model; usually a gradient\n"
-		"over layers). Needs a base and exactly one other model.",
-	.paper = "Shoemake 1985, Animating rotation with quaternion curves (SIGGRAPH)",
-	.base = SMELT_BASE_REQUIRED,
-	.min_models = 1,
-	.max_models = 1,
-	.params = params,
-	.n_params = N_PARAMS,
-	.setup = slerp_setup,
-	.stats = slerp_stats,
-	.finish = slerp_finish,
-	.merge = slerp_merge,
-	.release = slerp_release,
+    .name = "slerp",
+    .summary = "spherical interpolation between the base and one model",
+    .help = "Treats the whole tensor as one vector. With c the cosine between base b\n"
+            "and model x (each normalised unless its norm is below 1e-8):\n"
+            "if |c| > 0.9995 y = (1-t) b + t x (lerp); else with theta = acos c,\n"
+            "y = sin((1-t) theta)/sin(theta) * b + sin(t theta)/sin(theta) * x.\n"
+            "t is global and required (0 = base, 1 = the model; usually a gradient\n"
+            "over layers). Needs a base and exactly one other model.",
+    .paper = "Shoemake 1985, Animating rotation with quaternion curves (SIGGRAPH)",
+    .base = SMELT_BASE_REQUIRED,
+    .min_models = 1,
+    .max_models = 1,
+    .params = params,
+    .n_params = N_PARAMS,
+    .setup = slerp_setup,
+    .stats = slerp_stats,
+    .finish = slerp_finish,
+    .merge = slerp_merge,
+    .release = slerp_release,
 };

@@ -8,22 +8,21 @@
 enum { P_WEIGHT, P_DENSITY, P_LAMBDA, P_NORMALIZE, P_RESCALE, P_INT8_MASK, N_PARAMS };
 
 static const struct smelt_param_def params[N_PARAMS] = {
-	[P_WEIGHT] = {"weight", SMELT_PARAM_FLOAT, SMELT_SCOPE_MODEL, true, 0, -INFINITY, INFINITY,
-		      NULL, "weight of this model's task vector (model - base)", false},
-	[P_DENSITY] = {"density", SMELT_PARAM_FLOAT, SMELT_SCOPE_MODEL, false, 1, -INFINITY,
-		       INFINITY, NULL,
-		       "accepted for mergekit compatibility; task_arithmetic does not sparsify",
-		       true},
-	[P_LAMBDA] = {"lambda", SMELT_PARAM_FLOAT, SMELT_SCOPE_GLOBAL, false, 1, -INFINITY, INFINITY,
-		      NULL, "scale of the merged task vector", false},
-	[P_NORMALIZE] = {"normalize", SMELT_PARAM_BOOL, SMELT_SCOPE_GLOBAL, false, 0, 0, 1, NULL,
-			 "divide the weighted sum by the sum of the weights", false},
-	[P_RESCALE] = {"rescale", SMELT_PARAM_BOOL, SMELT_SCOPE_GLOBAL, false, 0, 0, 1, NULL,
-		       "accepted for mergekit compatibility; without sparsification there is "
-		       "nothing to rescale",
-		       true},
-	[P_INT8_MASK] = {"int8_mask", SMELT_PARAM_BOOL, SMELT_SCOPE_GLOBAL, false, 0, 0, 1, NULL,
-			 "accepted for mergekit compatibility; no effect on results", true},
+    [P_WEIGHT] = {"weight", SMELT_PARAM_FLOAT, SMELT_SCOPE_MODEL, true, 0, -INFINITY, INFINITY,
+                  NULL, "weight of this model's task vector (model - base)", false},
+    [P_DENSITY] = {"density", SMELT_PARAM_FLOAT, SMELT_SCOPE_MODEL, false, 1, -INFINITY, INFINITY,
+                   NULL, "accepted for mergekit compatibility; task_arithmetic does not sparsify",
+                   true},
+    [P_LAMBDA] = {"lambda", SMELT_PARAM_FLOAT, SMELT_SCOPE_GLOBAL, false, 1, -INFINITY, INFINITY,
+                  NULL, "scale of the merged task vector", false},
+    [P_NORMALIZE] = {"normalize", SMELT_PARAM_BOOL, SMELT_SCOPE_GLOBAL, false, 0, 0, 1, NULL,
+                     "divide the weighted sum by the sum of the weights", false},
+    [P_RESCALE] = {"rescale", SMELT_PARAM_BOOL, SMELT_SCOPE_GLOBAL, false, 0, 0, 1, NULL,
+                   "accepted for mergekit compatibility; without sparsification there is "
+                   "nothing to rescale",
+                   true},
+    [P_INT8_MASK] = {"int8_mask", SMELT_PARAM_BOOL, SMELT_SCOPE_GLOBAL, false, 0, 0, 1, NULL,
+                     "accepted for mergekit compatibility; no effect on results", true},
 };
 
 static double weight_of(const struct smelt_tensor_job *job, int i)
@@ -61,19 +60,19 @@ static void ta_merge(const struct smelt_tensor_job *job, const struct smelt_bloc
 }
 
 const struct smelt_method smelt_method_task_arithmetic = {
-	.name = "task_arithmetic",
-	.summary = "base + lambda * weighted sum of task vectors",
-	.help = "y = b + lambda * sum_i weight_i * (x_i - b), divided by sum_i weight_i when\n"
-		"normalize is true (default false; a weight sum below 1e-8 in magnitude\n"
-		"divides by 1). weight is per model and required; lambda (default 1) and\n"
-		"normalize are global. A base is required. density (per model), rescale\n"
-		"and int8_mask are accepted like mergekit does but change nothing here.",
-	.paper = "Ilharco et al. 2023, Editing Models with Task Arithmetic, "
-		 "https://arxiv.org/abs/2212.04089",
-	.base = SMELT_BASE_REQUIRED,
-	.min_models = 1,
-	.max_models = 0,
-	.params = params,
-	.n_params = N_PARAMS,
-	.merge = ta_merge,
+    .name = "task_arithmetic",
+    .summary = "base + lambda * weighted sum of task vectors",
+    .help = "y = b + lambda * sum_i weight_i * (x_i - b), divided by sum_i weight_i when\n"
+            "normalize is true (default false; a weight sum below 1e-8 in magnitude\n"
+            "divides by 1). weight is per model and required; lambda (default 1) and\n"
+            "normalize are global. A base is required. density (per model), rescale\n"
+            "and int8_mask are accepted like mergekit does but change nothing here.",
+    .paper = "Ilharco et al. 2023, Editing Models with Task Arithmetic, "
+             "https://arxiv.org/abs/2212.04089",
+    .base = SMELT_BASE_REQUIRED,
+    .min_models = 1,
+    .max_models = 0,
+    .params = params,
+    .n_params = N_PARAMS,
+    .merge = ta_merge,
 };
