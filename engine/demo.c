@@ -235,8 +235,8 @@ static int make_dirs(const char *dir, struct smelt_err *err)
 static const char *const notes[SMELT_DEMO_MODELS] = {
 	"synthetic base model: Gaussian weights (std 0.02), norms near 1",
 	"synthetic fine-tune of base: small deltas (1-2% relative) everywhere",
-	"synthetic continued pre-training of base: large deltas (20-45% relative, larger in "
-	"embeddings, MLPs and upper layers) and rescaled input columns in layers 4-7",
+	("synthetic continued pre-training of base: large deltas (20-45% relative, larger in "
+	 "embeddings, MLPs and upper layers) and rescaled input columns in layers 4-7"),
 };
 
 static int write_side_files(const char *mdir, int model, struct smelt_err *err)
