@@ -322,13 +322,52 @@ fail:
 	return SMELT_ENOMEM;
 }
 
+/* Offset of the first byte that breaks UTF-8 (overlong forms, surrogates and
+ * code points above U+10FFFF included), or len when the text is valid. */
+static size_t utf8_invalid_at(const unsigned char *s, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		unsigned c = s[i];
+		size_t n = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2
+				     : (c & 0xf8) == 0xf0 ? 3 : 4;
+		unsigned cp;
+
+		if (n == 4 || (n > 0 && i + n >= len))
+			return i;
+		cp = n == 0 ? c : c & (0x3f >> n);
+		for (size_t k = 1; k <= n; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return i;
+			cp = (cp << 6) | (s[i + k] & 0x3f);
+		}
+		if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return i;
+		i += n + 1;
+	}
+	return len;
+}
+
 int recipe_json_read(const char *text, size_t len, struct rnode **out, struct smelt_diag *diag)
 {
 	const char *end = NULL;
-	cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, false);
+	size_t bad = utf8_invalid_at((const unsigned char *)text, len);
+	cJSON *j;
 	int rc;
 
 	*out = NULL;
+	if (bad < len) {
+		size_t line = 1;
+
+		for (size_t i = 0; i < bad; i++)
+			line += text[i] == '\n';
+		smelt_diag_add(diag, SMELT_DIAG_ERROR, "", "line %zu: the text is not valid UTF-8",
+			       line);
+		return SMELT_EFORMAT;
+	}
+	j = cJSON_ParseWithLengthOpts(text, len, &end, false);
 	if (!j) {
 		size_t off = end && end >= text ? (size_t)(end - text) : 0, line = 1;
 

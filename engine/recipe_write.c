@@ -121,13 +121,41 @@ static bool needs_quotes(const char *s, bool flow)
 	if (flow && strpbrk(s, ",[]{}"))
 		return true;
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-		if (*p < 0x20 || *p == 0x7f)
-			return true;
+		if (*p < 0x20 || *p >= 0x7f)
+			return true; /* controls, and non-ASCII: escaped where needed */
 	/* YAML 1.1 timestamps (2024-01-31...) would be read as dates */
 	if (len >= 8 && strspn(s, "0123456789") == 4 && s[4] == '-')
 		return true;
 	recipe_yaml11_resolve(s, &probe);
 	return probe.kind != RN_STR;
+}
+
+/* One UTF-8 sequence at p inside a double-quoted scalar: printable
+ * characters as they are, the rest (C1 controls, line and paragraph
+ * separators, BOM, U+FFFE/FFFF, broken bytes) escaped. Returns the bytes
+ * consumed. */
+static size_t yaml_utf8_char(struct sbuf *b, const unsigned char *p)
+{
+	size_t n = (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3 : (*p & 0xf8) == 0xf0 ? 4 : 1;
+	unsigned cp = n == 1 ? *p : *p & (0x7f >> n);
+
+	for (size_t k = 1; k < n; k++) {
+		if ((p[k] & 0xc0) != 0x80) {
+			sb_printf(b, "\\x%02x", *p); /* not UTF-8: keep the byte visible */
+			return 1;
+		}
+		cp = (cp << 6) | (p[k] & 0x3f);
+	}
+	if (n == 1) {
+		sb_printf(b, "\\x%02x", *p);
+		return 1;
+	}
+	if (cp < 0xa0 || cp == 0x2028 || cp == 0x2029 || cp == 0xfeff || cp == 0xfffe ||
+	    cp == 0xffff || (cp >= 0xd800 && cp <= 0xdfff))
+		sb_printf(b, cp > 0xffff ? "\\U%08x" : "\\u%04x", cp);
+	else
+		sb_printf(b, "%.*s", (int)n, (const char *)p);
+	return n;
 }
 
 static void yaml_string_in(struct sbuf *b, const char *s, bool flow)
@@ -147,8 +175,10 @@ static void yaml_string_in(struct sbuf *b, const char *s, bool flow)
 		default:
 			if (*p < 0x20 || *p == 0x7f)
 				sb_printf(b, "\\x%02x", *p);
-			else
+			else if (*p < 0x80)
 				sb_printf(b, "%c", *p);
+			else
+				p += yaml_utf8_char(b, p) - 1;
 		}
 	}
 	sb_printf(b, "\"");

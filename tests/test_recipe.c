@@ -273,7 +273,8 @@ TEST(writers_round_trip)
 		"  exclude: ['^model.embed', '0x10', 'a, [b]']\n  zeros: [-0.0, 0]\n"
 		"dtype: torch.bfloat16\nout_dtype: float16\ntokenizer:\n  source: base\n"
 		"chat_template: \"{% for m in messages %}{{ m.content }}\\n{% endfor %}\"\n"
-		"seed: 18446744073709551615\nembed_policy: mean\n",
+		"seed: 18446744073709551615\nembed_policy: mean\n"
+		"chat_template: \"{{ x }} \\u2028 \\x85 \\ufeff \\U0001F600 \\u00e9 \\t tail\"\n",
 		"{\"merge_method\":\"linear\",\"models\":[{\"model\":\"~/m\",\"parameters\":"
 		"{\"weight\":1e-05}},{\"model\":\"2024-01-31\"}],\"tokenizer_source\":\"base\"}"};
 
@@ -440,6 +441,9 @@ TEST(syntax_errors)
 	CHECK(diag_has(&d, SMELT_DIAG_ERROR, "second YAML document", NULL));
 	CHECK(smelt_recipe_parse(bad_json, strlen(bad_json), "a.json", &r, &d) == SMELT_EFORMAT);
 	CHECK(diag_has(&d, SMELT_DIAG_ERROR, "JSON syntax error at line 2", NULL));
+	CHECK(smelt_recipe_parse("{\"merge_method\": \"a\xff\"}", 21, "a.json", &r, &d) ==
+	      SMELT_EFORMAT);
+	CHECK(diag_has(&d, SMELT_DIAG_ERROR, "not valid UTF-8", NULL));
 	CHECK(smelt_recipe_parse("[1, 2]", 6, "a.yml", &r, &d) == SMELT_EINVAL);
 	CHECK(smelt_recipe_parse("models: []", 10, "a.yml", &r, &d) == SMELT_EINVAL);
 	CHECK(diag_has(&d, SMELT_DIAG_ERROR, "merge_method", "missing"));
@@ -548,7 +552,7 @@ TEST(damaged_recipes_are_handled)
 	static const char *const tensors[] = {"model.embed_tokens.weight",
 					      "model.layers.3.self_attn.q_proj.weight",
 					      "model.layers.3.mlp.up_proj.weight", "lm_head.weight"};
-	char dir[1024], path[1200];
+	char dir[1024], path[1400];
 	unsigned long long rng = 88172645463325252ull;
 	int parsed = 0;
 	struct dirent *de;
