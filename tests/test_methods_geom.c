@@ -742,6 +742,35 @@ TEST(nearswap_properties)
 }
 
 /* Every method runs on empty tensors without touching data. */
+/* Methods that need a base refuse to run without one, before any data. */
+TEST(base_required)
+{
+	static const char *const need_base[] = {"task_arithmetic", "slerp", "model_stock",
+	                                        "nearswap", "arcee_fusion"};
+	struct fixture f;
+
+	fx_init(&f, 3, 4, 2);
+	for (size_t k = 0; k < sizeof(need_base) / sizeof(need_base[0]); k++) {
+		const struct smelt_method *m = need(need_base[k]);
+		int n = m && m->max_models ? m->max_models : 2;
+		struct smelt_err err;
+
+		if (!m)
+			continue;
+		default_params(m, 2, f.pg, f.pm);
+		for (int p = 0; p < m->n_params; p++)
+			if (m->params[p].required) {
+				f.pg[p] = 0.5;
+				f.pm[p] = f.pm[m->n_params + p] = 0.5;
+			}
+		CHECK_MSG(fx_run(&f, m, n, false, &err) == SMELT_EINVAL, "%s ran without a base",
+		          m->name);
+		CHECK_STR_CONTAINS(err.msg, "needs a base model");
+		CHECK_EQ_INT(fx_run(&f, m, n, true, &err), 0);
+	}
+	fx_free(&f);
+}
+
 TEST(empty_tensors)
 {
 	uint64_t shapes[3][2] = {{0, 4}, {4, 0}, {0, 0}};
@@ -1034,6 +1063,7 @@ int main(void)
 	RUN(karcher_properties);
 	RUN(model_stock_properties);
 	RUN(nearswap_properties);
+	RUN(base_required);
 	RUN(empty_tensors);
 	RUN(vector_axes);
 	RUN(arcee_fusion_threshold);

@@ -36,6 +36,8 @@ struct fusion_state {
 
 static int fusion_check(const struct smelt_tensor_job *job, struct smelt_err *err)
 {
+	if (smelt_geom_check_base(job, "arcee_fusion", err))
+		return SMELT_EINVAL;
 	if (job->n_models != 1)
 		return smelt_fail(err, SMELT_EINVAL,
 		                  "arcee_fusion: tensor %s: needs exactly 1 model besides the "

@@ -180,3 +180,13 @@ void smelt_geom_slerp_coef(double bb, double xx, double bx, double t, double c[2
 	c[0] = sin((double)theta0 - theta_t) / (double)sin0;
 	c[1] = sin(theta_t) / (double)sin0;
 }
+
+int smelt_geom_check_base(const struct smelt_tensor_job *job, const char *method,
+                          struct smelt_err *err)
+{
+	if (!job->has_base)
+		return smelt_fail(err, SMELT_EINVAL,
+		                  "%s: tensor %s: needs a base model (set base_model)", method,
+		                  job->name);
+	return 0;
+}

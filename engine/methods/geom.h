@@ -62,4 +62,9 @@ double smelt_geom_stock_cos(double dot, double asq, double bsq);
 /* model_stock's ratio t = k c / (1 + (k - 1) c). */
 double smelt_geom_stock_ratio(int k, double c);
 
+/* check() helper for methods that need a base: SMELT_EINVAL naming the
+ * method and tensor when the job has none, else 0. */
+int smelt_geom_check_base(const struct smelt_tensor_job *job, const char *method,
+                          struct smelt_err *err);
+
 #endif

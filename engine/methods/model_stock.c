@@ -22,6 +22,8 @@ struct stock_state {
 
 static int stock_check(const struct smelt_tensor_job *job, struct smelt_err *err)
 {
+	if (smelt_geom_check_base(job, "model_stock", err))
+		return SMELT_EINVAL;
 	if (job->n_models < 2)
 		return smelt_fail(err, SMELT_EINVAL,
 		                  "model_stock: tensor %s: needs at least 2 models besides the "

@@ -2,6 +2,7 @@
  * (mergekit "nearswap"). */
 #include <math.h>
 
+#include "geom.h"
 #include "smelt/method.h"
 
 enum { P_T, N_PARAMS };
@@ -15,6 +16,8 @@ static int nearswap_check(const struct smelt_tensor_job *job, struct smelt_err *
 {
 	double t = smelt_pg(job, P_T);
 
+	if (smelt_geom_check_base(job, "nearswap", err))
+		return SMELT_EINVAL;
 	if (job->n_models != 1)
 		return smelt_fail(err, SMELT_EINVAL,
 		                  "nearswap: tensor %s: needs exactly 1 model besides the base, "

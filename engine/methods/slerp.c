@@ -13,6 +13,18 @@ static const struct smelt_param_def params[N_PARAMS] = {
              "position on the arc: 0 gives the base, 1 the other model", false},
 };
 
+static int slerp_check(const struct smelt_tensor_job *job, struct smelt_err *err)
+{
+	if (smelt_geom_check_base(job, "slerp", err))
+		return SMELT_EINVAL;
+	if (job->n_models != 1)
+		return smelt_fail(
+		    err, SMELT_EINVAL,
+		    "slerp: tensor %s: needs exactly 1 model besides the base, got %d", job->name,
+		    job->n_models);
+	return 0;
+}
+
 struct slerp_state {
 	double c0, c1; /* y = c0 * base + c1 * x */
 };
@@ -86,6 +98,7 @@ const struct smelt_method smelt_method_slerp = {
     .max_models = 1,
     .params = params,
     .n_params = N_PARAMS,
+    .check = slerp_check,
     .setup = slerp_setup,
     .stats = slerp_stats,
     .finish = slerp_finish,

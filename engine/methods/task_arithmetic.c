@@ -3,6 +3,7 @@
  * or sign consensus). */
 #include <math.h>
 
+#include "geom.h"
 #include "smelt/method.h"
 
 enum { P_WEIGHT, P_DENSITY, P_LAMBDA, P_NORMALIZE, P_RESCALE, P_INT8_MASK, N_PARAMS };
@@ -42,6 +43,11 @@ static double divisor(const struct smelt_tensor_job *job)
 	return fabs(s) < 1e-8 ? 1.0 : s;
 }
 
+static int ta_check(const struct smelt_tensor_job *job, struct smelt_err *err)
+{
+	return smelt_geom_check_base(job, "task_arithmetic", err) ? SMELT_EINVAL : 0;
+}
+
 static void ta_merge(const struct smelt_tensor_job *job, const struct smelt_block *b, float *out)
 {
 	size_t n = (size_t)(b->nrows * job->cols);
@@ -74,5 +80,6 @@ const struct smelt_method smelt_method_task_arithmetic = {
     .max_models = 0,
     .params = params,
     .n_params = N_PARAMS,
+    .check = ta_check,
     .merge = ta_merge,
 };
