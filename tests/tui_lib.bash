@@ -3,7 +3,8 @@
 # program in its own tmux server, sends keys and polls capture-pane for the
 # expected text with a timeout instead of sleeping fixed times.
 
-TUI_SOCK="smelt-tui-$$-$RANDOM"
+TUI_SOCK="smelt-tui-$$-0"
+TUI_RUNS=0
 TUI_PASS=0
 TUI_FAIL=0
 
@@ -15,7 +16,10 @@ tmx() { tmux -L "$TUI_SOCK" -f /dev/null "$@"; }
 tui_start() {
 	local w=$1 h=$2
 	shift 2
+	# A fresh tmux server per run: reusing one that is shutting down races.
 	tmx kill-server 2>/dev/null || true
+	TUI_RUNS=$((TUI_RUNS + 1))
+	TUI_SOCK="smelt-tui-$$-$TUI_RUNS"
 	tmx new-session -d -x "$w" -y "$h" -s t \
 		"stty sane; $*; echo EXIT=\$?; stty -a | tr ' ;' '\n\n' | grep -E '^-?(icanon|echo)\$' | tr '\n' ' '; echo; sleep 600"
 	tmx set-option -t t status off >/dev/null
@@ -39,7 +43,7 @@ tui_wait() {
 			tui_screen >&2
 			return 1
 		fi
-		sleep 0.05
+		sleep "${TUI_POLL:-0.05}"
 	done
 }
 
@@ -54,7 +58,7 @@ tui_wait_gone() {
 			tui_screen >&2
 			return 1
 		fi
-		sleep 0.05
+		sleep "${TUI_POLL:-0.05}"
 	done
 }
 
@@ -92,7 +96,7 @@ tui_family() {
 # tui_big_family DIR: a synthetic base/ft/pt family large enough that a
 # merge runs for a few seconds (for cancel, resize and latency checks).
 tui_big_family() {
-	python3 - "$1" <<'EOF'
+	/usr/bin/python3 - "$1" <<'EOF'
 import json, os, struct, sys
 import numpy as np
 out = sys.argv[1]

@@ -238,7 +238,7 @@ static const char *view_hints(const struct ui_app *app)
 	case UI_VIEW_CKPT:
 		return "Enter open  b base  a/Space add  d remove  / hub ref  Tab pane  ? keys  q quit";
 	case UI_VIEW_HEAT:
-		return "m mode  l/L log  [ ] model  arrows move  ? keys  r run  q quit";
+		return "m mode  s lin/log  arrows/hjkl move  click a cell  ? keys  r run  q quit";
 	case UI_VIEW_SETTINGS:
 		return "Enter edit  +/- adjust  g gradient  x reset  s save  o load  ? keys  q quit";
 	case UI_VIEW_RUN:

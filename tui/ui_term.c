@@ -82,9 +82,9 @@ const char *ui_tier_name(enum ui_tier t)
 {
 	switch (t) {
 	case UI_TIER_DIRECT: return "truecolor";
-	case UI_TIER_256: return "256";
-	case UI_TIER_16: return "16";
-	case UI_TIER_8: return "8";
+	case UI_TIER_256: return "256 colours";
+	case UI_TIER_16: return "16 colours";
+	case UI_TIER_8: return "8 colours";
 	case UI_TIER_MONO: break;
 	}
 	return "mono";

@@ -373,46 +373,52 @@ static void draw_details(struct ui_app *app, const struct grid *g, int y, int x,
 	enum smelt_kind kind = gr->layer >= 0 ? (enum smelt_kind)app->heat_col : gr->kind;
 	struct smelt_stats_progress p;
 	int r = y;
+	/* Every line checks the room left: the pane may be short. */
+#define LINE(...)                                                                                  \
+	do {                                                                                       \
+		if (r < y + h - 2)                                                                 \
+			ui_textf(r++, x + 2, w - 4, __VA_ARGS__);                                  \
+	} while (0)
 
 	ui_box(y, x, h, w, st_border(app, false), "Cell", false, st_title(app));
 	r++;
 	if (gr->layer >= 0)
-		ui_textf(r++, x + 2, w - 4, st_title(app), "layer %d  %s", gr->layer,
+		LINE(st_title(app), "layer %d  %s", gr->layer,
 			 smelt_kind_name(kind));
 	else
-		ui_textf(r++, x + 2, w - 4, st_title(app), "%s", smelt_kind_name(kind));
+		LINE(st_title(app), "%s", smelt_kind_name(kind));
 	for (int m = 0; m < g->n_models && r < y + h - 2; m++) {
 		struct smelt_stats_result res;
 		char name[64], a[24], b[24], c[24], d[24];
 
 		model_name(app, m, name, sizeof(name));
 		if (!smelt_stats_cell(app->stats, m, gr->layer, kind, &res) || !res.n_tensors) {
-			ui_textf(r++, x + 2, w - 4, st_dim(app), "%s: no tensor here", name);
+			LINE(st_dim(app), "%s: no tensor here", name);
 			continue;
 		}
-		ui_textf(r++, x + 2, w - 4, st_color(app, app->theme.accent), "%s%s", name,
+		LINE(st_color(app, app->theme.accent), "%s%s", name,
 			 res.ready ? "" : "  (computing)");
 		fmt_val(res.mag.mean, a, sizeof(a));
 		fmt_val(res.mag.max, b, sizeof(b));
 		fmt_val(res.mag.p50, c, sizeof(c));
 		fmt_val(res.mag.p90, d, sizeof(d));
-		ui_textf(r++, x + 2, w - 4, st_text(app), " magnitude mean %-9s max %s", a, b);
-		ui_textf(r++, x + 2, w - 4, st_text(app), "           p50  %-9s p90 %s", c, d);
+		LINE(st_text(app), " magnitude mean %-9s max %s", a, b);
+		LINE(st_text(app), "           p50  %-9s p90 %s", c, d);
 		if (res.dir.n) {
 			fmt_val(res.dir.mean, a, sizeof(a));
 			fmt_val(res.dir.max, b, sizeof(b));
 			fmt_val(res.dir.p50, c, sizeof(c));
 			fmt_val(res.dir.p99, d, sizeof(d));
-			ui_textf(r++, x + 2, w - 4, st_text(app), " direction mean %-9s max %s", a,
+			LINE(st_text(app), " direction mean %-9s max %s", a,
 				 b);
-			ui_textf(r++, x + 2, w - 4, st_text(app), "           p50  %-9s p99 %s", c,
+			LINE(st_text(app), "           p50  %-9s p99 %s", c,
 				 d);
 		}
-		ui_textf(r++, x + 2, w - 4, st_text(app), " omega     mean %.4f  [%.3f, %.3f]",
+		LINE(st_text(app), " omega     mean %.4f  [%.3f, %.3f]",
 			 res.w.mean_omega, res.w.min_omega, res.w.max_omega);
-		ui_textf(r++, x + 2, w - 4, st_text(app), " calibrated mag %.0f%%  dir %.0f%%",
+		LINE(st_text(app), " calibrated mag %.0f%%  dir %.0f%%",
 			 100 * res.w.frac_cal_mag, 100 * res.w.frac_cal_dir);
-		ui_textf(r++, x + 2, w - 4, st_dim(app), " %d tensor%s, %llu columns", res.n_tensors,
+		LINE(st_dim(app), " %d tensor%s, %llu columns", res.n_tensors,
 			 res.n_tensors == 1 ? "" : "s", (unsigned long long)res.n_columns);
 	}
 	smelt_stats_progress(app->stats, &p);
@@ -424,6 +430,7 @@ static void draw_details(struct ui_app *app, const struct grid *g, int y, int x,
 			 t, s, T, p.from_cache ? "cached " : "", p.tensors_done, p.tensors_total);
 	}
 }
+#undef LINE
 
 static void empty_message(struct ui_app *app, struct ui_rect r)
 {
@@ -450,7 +457,7 @@ static void grid_init(const struct ui_app *app, struct grid *g)
 void view_heat_draw(struct ui_app *app, struct ui_rect r)
 {
 	static struct grid g;
-	int panel_w = GRID_KINDS * CELL_W + 2, grid_w, detail_w, body_h;
+	int panel_w = GRID_KINDS * CELL_W + 2, grid_w, detail_w, body_h, detail_h = 0;
 	struct smelt_stats_progress p;
 	char title[160];
 
@@ -468,6 +475,16 @@ void view_heat_draw(struct ui_app *app, struct ui_rect r)
 	grid_w = LABEL_W + g.n_models * panel_w + 14;
 	detail_w = r.w - grid_w - 2;
 	body_h = r.h - 2;
+	/* Too narrow for the cell pane beside the grid: put it below, as
+	 * tall as the grid leaves room for (the grid scrolls otherwise). */
+	if (detail_w < 30) {
+		detail_h = r.h - 2 - (n_extra_top() + layer_text_rows(&g) + 2 + 2);
+		if (detail_h < 9)
+			detail_h = 9;
+		if (detail_h > r.h - 8)
+			detail_h = r.h - 8;
+		body_h = r.h - 2 - detail_h;
+	}
 	ui_box(r.y, r.x, r.h, r.w, st_border(app, true), title, true, st_title(app));
 	/* Keep the cursor's text row visible. */
 	{
@@ -486,10 +503,10 @@ void view_heat_draw(struct ui_app *app, struct ui_rect r)
 		draw_panel(app, &g, m, r.y + 1, r.x + 2 + (m ? LABEL_W + m * panel_w : 0), body_h,
 			   m == 0);
 	draw_legend(app, &g, r.y + 2, r.x + 2 + LABEL_W + g.n_models * panel_w, body_h);
-	if (detail_w >= 34)
+	if (detail_w >= 30)
 		draw_details(app, &g, r.y + 1, r.x + grid_w + 1, r.h - 2, detail_w);
 	else
-		draw_details(app, &g, r.y + r.h - 9, r.x + 1, 8, r.w - 2);
+		draw_details(app, &g, r.y + 1 + body_h, r.x + 1, detail_h, r.w - 2);
 	if (p.state == SMELT_STATS_RUNNING && p.bytes_total)
 		ui_bar(r.y + r.h - 1, r.x + 2, 20, (double)p.bytes_read / (double)p.bytes_total,
 		       st_color(app, app->theme.bar_on), st_color(app, app->theme.bar_off));
