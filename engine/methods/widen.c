@@ -334,6 +334,15 @@ static void widen_merge(const struct smelt_tensor_job *job, const struct smelt_b
 	}
 }
 
+/* Model card: the element-weighted mean omega each model received. */
+static void widen_weights(const struct smelt_tensor_job *job, double *mean_weight)
+{
+	const struct widen_state *st = job->state;
+
+	for (int i = 0; i < job->n_models; i++)
+		mean_weight[i] = st && st->have_weights ? st->mean_omega[i] : 0.0;
+}
+
 const struct smelt_method smelt_method_widen = {
 	.name = "widen",
 	.summary = "weight disentanglement: per-column magnitude/direction ranks decide each "
@@ -365,6 +374,7 @@ const struct smelt_method smelt_method_widen = {
 	.combine = NULL,
 	.finish = widen_finish,
 	.merge = widen_merge,
+	.weights = widen_weights,
 	.release = widen_release,
 };
 
