@@ -1,18 +1,15 @@
 #!/usr/bin/env bash
-# t_tui_flow.sh: the workbench end to end in tmux on the tiny base/ft/pt
-# family: pick models in the file browser, see their details, view every
-# heatmap mode, change the WIDEN temperature and see the preview change,
-# validate, run a merge to completion, save the recipe, quit with the
-# terminal restored.
+# t_tui_flow.sh: the workbench end to end in tmux on the demo family
+# (`smelt demo`: base, chat, multilingual): pick models in the file browser,
+# see their details, view every heatmap mode, change the WIDEN temperature
+# and see the preview change, save the recipe, validate, run a merge to
+# completion, quit with the terminal restored, reopen with the saved recipe.
 set -eu
 . "$(dirname "$0")/tui_lib.bash"
 
 tmp=$(mktemp -d)
 trap 'tui_cleanup; rm -rf "$tmp"' EXIT
-fam=$(tui_family)
-# A browsable copy-free view of the family: symlinks to the read-only folders.
-mkdir -p "$tmp/family"
-for m in base ft pt; do ln -s "$fam/$m" "$tmp/family/$m"; done
+"$SMELT_BIN" demo "$tmp/family" >/dev/null
 export XDG_CACHE_HOME="$tmp/cache" HF_HUB_CACHE="$tmp/hf"
 
 tui_start 140 45 "cd '$tmp/family' && TERM=xterm-256color '$SMELT_BIN' tui -o '$tmp/out'"
@@ -21,17 +18,17 @@ check "opens on the checkpoints view" tui_wait "Local folders"
 check "lists the family folders" tui_wait "base/"
 check "shows the empty HF cache" tui_wait "no models cached"
 
-# Entries: ../ base/ ft/ pt/ (folders first, sorted). Pick base, then ft and pt.
+# Entries: ../ base/ chat/ multilingual/ (folders first, sorted).
 tui_keys j b
 check "base picked" tui_wait "base: $tmp/family/base"
 tui_keys j a
-check "ft added" tui_wait "model 1: $tmp/family/ft"
+check "chat added" tui_wait "model 1: $tmp/family/chat"
 tui_keys j a
-check "pt added" tui_wait "model 2: $tmp/family/pt"
+check "multilingual added" tui_wait "model 2: $tmp/family/multilingual"
 check "base details" tui_wait "LlamaForCausalLM"
 tui_keys Tab Tab j
 check "model details show compatibility" tui_wait "compatible with the base"
-check "model layer count shown" tui_wait "layers        4"
+check "model layer count shown" tui_wait "layers        8"
 
 tui_keys 2
 check "heatmap magnitude mode" tui_wait "magnitude divergence"
@@ -102,5 +99,20 @@ check "help closes" tui_wait_gone "Keys (any key closes)"
 tui_keys q
 check "quits with status 0" tui_wait "EXIT=0"
 check "terminal restored" tui_wait "icanon echo"
+check "prints where the merge went" tui_wait "smelt: merged into $tmp/out"
+
+# Reopen with the saved recipe: models, method and knobs come back, and
+# the heatmap is the first view.
+tui_start 140 45 "cd '$tmp' && TERM=xterm-256color '$SMELT_BIN' tui --recipe '$tmp/recipe.yml' -o '$tmp/out2'"
+check "recipe opens on the heatmap" tui_wait "magnitude divergence"
+check "recipe models loaded" tui_wait "multilingual"
+tui_keys 3
+check "recipe knobs loaded" tui_wait "temperature               2"
+tui_keys 1 Tab Tab
+check "recipe selection" tui_wait "model 2 ✓ $tmp/family/multilingual"
+tui_keys 4
+check "recipe validates" tui_wait "press r to merge" 30
+tui_keys q
+check "second session exits cleanly" tui_wait "EXIT=0"
 
 tui_summary

@@ -409,7 +409,7 @@ static void draw_details(struct ui_app *app, const struct ui_slot *s, int y, int
 	}
 	fmt_bytes(c->total_bytes, size, sizeof(size));
 	if (strcmp(s->path, s->ref) != 0)
-		ui_textf(r++, x, w, st_dim(app), "%s", s->path);
+		r += ui_text_wrap(r, x, 3, w, st_dim(app), s->path);
 	ui_textf(r++, x, w, st_text(app), "architecture  %s%s%s",
 		 c->config.architecture[0] ? c->config.architecture : "(no config.json)",
 		 c->config.model_type[0] ? "  type " : "", c->config.model_type);
