@@ -12,14 +12,16 @@
  *   per tensor: u32 name length, name, u32 branch, u64 k; unless skipped:
  *     f64 mag[n][k], u32 pos_m[n][k], then matrices f64 dir[n][k] and
  *     u32 pos_q[n][k], vectors f64 mean_a[n]
- *   "SMELTEND"
+ *   "SMELTEND", SHA-256 of every byte before it
  * Written to a temporary file and renamed, so a reader never sees half a
- * file. Divergences are float64 so the ranks stored beside them are the
+ * file; a file whose digest does not match (damaged) is ignored and
+ * recomputed. Divergences are float64 so the ranks stored beside them are the
  * exact ranks; nothing needs sorting on load.
  */
 #include <errno.h>
 #include <limits.h>
 #include <openssl/evp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,17 +126,27 @@ static int mkdirs(const char *path)
 	return 0;
 }
 
-static bool put(FILE *f, const void *p, size_t n)
+struct writer {
+	FILE *f;
+	EVP_MD_CTX *md;
+	bool ok;
+};
+
+static void put(struct writer *w, const void *p, size_t n)
 {
-	return n == 0 || fwrite(p, 1, n, f) == n;
+	if (!w->ok || n == 0)
+		return;
+	w->ok = fwrite(p, 1, n, w->f) == n;
+	EVP_DigestUpdate(w->md, p, n);
 }
 
 int stats_cache_save(struct smelt_stats *s, struct smelt_err *err)
 {
 	char dir[4096], tmp[4200];
 	char *slash;
-	FILE *f;
-	bool ok;
+	struct writer w = {0};
+	unsigned char dig[EVP_MAX_MD_SIZE];
+	unsigned int dlen = 0;
 	uint32_t hdr[2] = {CACHE_VERSION, (uint32_t)s->n};
 	uint64_t nt = s->n_tensors;
 	size_t n = (size_t)s->n;
@@ -149,31 +161,51 @@ int stats_cache_save(struct smelt_stats *s, struct smelt_err *err)
 		return smelt_fail(err, SMELT_EIO, "%s: cannot create cache folder: %s", dir,
 				  strerror(errno));
 	snprintf(tmp, sizeof(tmp), "%s.tmp%ld", s->cache_path, (long)getpid());
-	f = fopen(tmp, "wb");
-	if (!f)
+	w.md = EVP_MD_CTX_new();
+	if (!w.md)
+		return smelt_fail(err, SMELT_ENOMEM, "out of memory");
+	w.f = fopen(tmp, "wb");
+	if (!w.f) {
+		EVP_MD_CTX_free(w.md);
 		return smelt_fail(err, SMELT_EIO, "%s: %s", tmp, strerror(errno));
-	ok = put(f, MAGIC, 8) && put(f, hdr, sizeof(hdr)) && put(f, &nt, 8) && put(f, s->key, 32);
-	for (size_t i = 0; ok && i < s->n_tensors; i++) {
+	}
+	w.ok = EVP_DigestInit_ex(w.md, EVP_sha256(), NULL) == 1;
+	put(&w, MAGIC, 8);
+	put(&w, hdr, sizeof(hdr));
+	put(&w, &nt, 8);
+	put(&w, s->key, 32);
+	for (size_t i = 0; w.ok && i < s->n_tensors; i++) {
 		const struct stats_tensor *t = &s->t[i];
 		uint32_t len = (uint32_t)strlen(t->info.name), br = (uint32_t)t->info.branch;
 		uint64_t k = t->info.k;
 
-		ok = put(f, &len, 4) && put(f, t->info.name, len) && put(f, &br, 4) && put(f, &k, 8);
-		if (!ok || t->info.branch == SMELT_BRANCH_SKIPPED)
+		put(&w, &len, 4);
+		put(&w, t->info.name, len);
+		put(&w, &br, 4);
+		put(&w, &k, 8);
+		if (t->info.branch == SMELT_BRANCH_SKIPPED)
 			continue;
 		if (!t->done) {
-			ok = false;
+			w.ok = false;
 			break;
 		}
-		ok = put(f, t->mag, n * k * 8) && put(f, t->pos_m, n * k * 4);
-		if (ok && t->dir)
-			ok = put(f, t->dir, n * k * 8) && put(f, t->pos_q, n * k * 4);
-		if (ok && t->mean_a)
-			ok = put(f, t->mean_a, n * 8);
+		put(&w, t->mag, n * k * 8);
+		put(&w, t->pos_m, n * k * 4);
+		if (t->dir) {
+			put(&w, t->dir, n * k * 8);
+			put(&w, t->pos_q, n * k * 4);
+		}
+		if (t->mean_a)
+			put(&w, t->mean_a, n * 8);
 	}
-	ok = ok && put(f, TRAILER, 8);
-	ok = (fclose(f) == 0) && ok;
-	if (!ok || rename(tmp, s->cache_path)) {
+	put(&w, TRAILER, 8);
+	if (w.ok && EVP_DigestFinal_ex(w.md, dig, &dlen) == 1 && dlen == 32)
+		w.ok = fwrite(dig, 1, 32, w.f) == 32;
+	else
+		w.ok = false;
+	EVP_MD_CTX_free(w.md);
+	w.ok = (fclose(w.f) == 0) && w.ok;
+	if (!w.ok || rename(tmp, s->cache_path)) {
 		unlink(tmp);
 		return smelt_fail(err, SMELT_EIO, "%s: cannot write the statistics cache",
 				  s->cache_path);
@@ -181,65 +213,105 @@ int stats_cache_save(struct smelt_stats *s, struct smelt_err *err)
 	return 0;
 }
 
-static bool get(FILE *f, void *p, size_t n)
+struct reader {
+	const uint8_t *p, *end;
+};
+
+static bool get(struct reader *r, void *dst, size_t n)
 {
-	return n == 0 || fread(p, 1, n, f) == n;
+	if ((size_t)(r->end - r->p) < n)
+		return false;
+	memcpy(dst, r->p, n);
+	r->p += n;
+	return true;
+}
+
+/* Whole file into memory when its SHA-256 trailer matches its contents. */
+static uint8_t *read_verified(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	struct stat st;
+	uint8_t *buf = NULL, dig[EVP_MAX_MD_SIZE];
+	unsigned int dlen = 0;
+
+	if (!f)
+		return NULL;
+	if (fstat(fileno(f), &st) || st.st_size < 8 + 8 + 8 + 32 + 8 + 32)
+		goto fail;
+	buf = malloc((size_t)st.st_size);
+	if (!buf || fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size)
+		goto fail;
+	if (EVP_Digest(buf, (size_t)st.st_size - 32, dig, &dlen, EVP_sha256(), NULL) != 1 ||
+	    dlen != 32 || memcmp(dig, buf + st.st_size - 32, 32))
+		goto fail;
+	fclose(f);
+	*len = (size_t)st.st_size - 32;
+	return buf;
+fail:
+	free(buf);
+	fclose(f);
+	return NULL;
 }
 
 int stats_cache_load(struct smelt_stats *s, struct smelt_err *err)
 {
-	FILE *f;
+	struct reader r;
 	char magic[8];
 	uint32_t hdr[2];
 	uint64_t nt, key[4];
-	size_t n = (size_t)s->n;
+	size_t n = (size_t)s->n, len;
+	uint8_t *buf;
 	int rc = 0;
 
-	if (!s->cache_path[0] || !(f = fopen(s->cache_path, "rb")))
+	if (!s->cache_path[0] || !(buf = read_verified(s->cache_path, &len)))
 		return 0;
-	if (!get(f, magic, 8) || memcmp(magic, MAGIC, 8) || !get(f, hdr, sizeof(hdr)) ||
-	    hdr[0] != CACHE_VERSION || hdr[1] != (uint32_t)s->n || !get(f, &nt, 8) ||
-	    nt != s->n_tensors || !get(f, key, 32) || memcmp(key, s->key, 32))
+	r.p = buf;
+	r.end = buf + len;
+	if (!get(&r, magic, 8) || memcmp(magic, MAGIC, 8) || !get(&r, hdr, sizeof(hdr)) ||
+	    hdr[0] != CACHE_VERSION || hdr[1] != (uint32_t)s->n || !get(&r, &nt, 8) ||
+	    nt != s->n_tensors || !get(&r, key, 32) || memcmp(key, s->key, 32))
 		goto ignore;
 	/* Check the whole table first so a stale file never installs half. */
-	for (size_t i = 0; i < s->n_tensors; i++) {
-		const struct stats_tensor *t = &s->t[i];
-		uint32_t len, br;
-		uint64_t k;
-		char name[4096];
-		long skip;
+	{
+		struct reader c = r;
 
-		if (!get(f, &len, 4) || len >= sizeof(name) || !get(f, name, len))
-			goto ignore;
-		name[len] = '\0';
-		if (strcmp(name, t->info.name) || !get(f, &br, 4) || br != (uint32_t)t->info.branch ||
-		    !get(f, &k, 8) || k != t->info.k)
-			goto ignore;
-		if (t->info.branch == SMELT_BRANCH_SKIPPED)
-			continue;
-		skip = (long)(n * k * 12);
-		if (t->info.branch == SMELT_BRANCH_VECTOR)
-			skip += (long)(n * 8);
-		else
-			skip += (long)(n * k * 12);
-		if (fseek(f, skip, SEEK_CUR))
+		for (size_t i = 0; i < s->n_tensors; i++) {
+			const struct stats_tensor *t = &s->t[i];
+			uint32_t nl, br;
+			uint64_t k;
+			size_t skip;
+
+			if (!get(&c, &nl, 4) || nl != strlen(t->info.name) ||
+			    (size_t)(c.end - c.p) < nl || memcmp(c.p, t->info.name, nl))
+				goto ignore;
+			c.p += nl;
+			if (!get(&c, &br, 4) || br != (uint32_t)t->info.branch || !get(&c, &k, 8) ||
+			    k != t->info.k)
+				goto ignore;
+			if (t->info.branch == SMELT_BRANCH_SKIPPED)
+				continue;
+			skip = n * (size_t)k * 12 +
+			       (t->info.branch == SMELT_BRANCH_VECTOR ? n * 8 : n * (size_t)k * 12);
+			if ((size_t)(c.end - c.p) < skip)
+				goto ignore;
+			c.p += skip;
+		}
+		if (!get(&c, magic, 8) || memcmp(magic, TRAILER, 8) || c.p != c.end)
 			goto ignore;
 	}
-	if (!get(f, magic, 8) || memcmp(magic, TRAILER, 8))
-		goto ignore;
-	if (fseek(f, 8 + 8 + 8 + 32, SEEK_SET))
-		goto ignore;
-	for (size_t i = 0; i < s->n_tensors; i++) {
+	for (size_t i = 0; i < s->n_tensors && rc == 0; i++) {
 		const struct stats_tensor *t = &s->t[i];
-		uint32_t len, br;
-		uint64_t k;
-		char name[4096];
+		size_t k = (size_t)t->info.k;
+		uint32_t nl, br;
+		uint64_t k64;
 		double *mag = NULL, *dir = NULL, *mean_a = NULL;
 		uint32_t *pm = NULL, *pq = NULL;
 		bool vec = t->info.branch == SMELT_BRANCH_VECTOR;
 
-		if (!get(f, &len, 4) || !get(f, name, len) || !get(f, &br, 4) || !get(f, &k, 8))
-			goto ignore;
+		get(&r, &nl, 4);
+		r.p += nl;
+		get(&r, &br, 4);
+		get(&r, &k64, 8);
 		if (t->info.branch == SMELT_BRANCH_SKIPPED)
 			continue;
 		mag = malloc(n * k * 8);
@@ -259,23 +331,19 @@ int stats_cache_load(struct smelt_stats *s, struct smelt_err *err)
 			rc = smelt_fail(err, SMELT_ENOMEM, "out of memory loading the statistics cache");
 			break;
 		}
-		if (!get(f, mag, n * k * 8) || !get(f, pm, n * k * 4) ||
-		    (vec ? !get(f, mean_a, n * 8)
-			 : !get(f, dir, n * k * 8) || !get(f, pq, n * k * 4))) {
-			free(mag);
-			free(pm);
-			free(mean_a);
-			free(dir);
-			free(pq);
-			rc = smelt_fail(err, SMELT_EIO, "%s: read error", s->cache_path);
-			break;
+		get(&r, mag, n * k * 8);
+		get(&r, pm, n * k * 4);
+		if (vec) {
+			get(&r, mean_a, n * 8);
+		} else {
+			get(&r, dir, n * k * 8);
+			get(&r, pq, n * k * 4);
 		}
-		if ((rc = stats_install(s, i, mag, dir, pm, pq, mean_a, err)))
-			break;
+		rc = stats_install(s, i, mag, dir, pm, pq, mean_a, err);
 	}
-	fclose(f);
+	free(buf);
 	return rc ? rc : 1;
 ignore:
-	fclose(f);
+	free(buf);
 	return 0;
 }

@@ -518,6 +518,130 @@ TEST(exclusions_and_open_errors)
 	close_family(&o);
 }
 
+/* A model with a larger vocabulary, an extra tensor, a tensor of another
+ * shape and one missing: vocab tensors compare over the common rows, the
+ * others are skipped with a note. */
+TEST(mismatched_models)
+{
+	char dir[1100];
+	struct smelt_st_out_tensor ts[N_FAMILY];
+	const void *data[N_FAMILY];
+	struct smelt_ckpt base, odd;
+	const struct smelt_ckpt *models[1];
+	struct smelt_stats_opts opts;
+	struct smelt_stats *s = NULL;
+	struct smelt_err err;
+	size_t n = 0;
+
+	snprintf(dir, sizeof(dir), "%s/odd", check_tmpdir());
+	mkdir(dir, 0755);
+	for (size_t i = 0; i < N_FAMILY; i++) {
+		size_t cnt;
+		float *v;
+
+		if (strcmp(family[i].name, "model.norm.weight") == 0)
+			continue; /* missing */
+		memset(&ts[n], 0, sizeof(ts[n]));
+		ts[n].name = family[i].name;
+		ts[n].dtype = SMELT_BF16;
+		ts[n].ndim = family[i].ndim;
+		ts[n].shape[0] = family[i].shape[0];
+		ts[n].shape[1] = family[i].shape[1];
+		if (strstr(family[i].name, "embed_tokens"))
+			ts[n].shape[0] = 24; /* 4 added tokens */
+		if (strcmp(family[i].name, "model.layers.0.mlp.down_proj.weight") == 0)
+			ts[n].shape[1] = 10; /* not comparable */
+		cnt = ts[n].ndim == 1 ? (size_t)ts[n].shape[0] : (size_t)(ts[n].shape[0] * ts[n].shape[1]);
+		v = malloc(cnt * sizeof(uint16_t));
+		for (size_t e = 0; e < cnt; e++)
+			((uint16_t *)v)[e] = smelt_f32_to_bf16(value(3 + (uint32_t)i, e));
+		data[n++] = v;
+	}
+	snprintf(dir + strlen(dir), sizeof(dir) - strlen(dir), "/model.safetensors");
+	CHECK_MSG(smelt_st_write_file(dir, ts, data, n, &err) == 0, "%s", err.msg);
+	for (size_t i = 0; i < n; i++)
+		free((void *)data[i]);
+	*strrchr(dir, '/') = '\0';
+	if (smelt_ckpt_open(&base, dirs[0], &err)) {
+		check_fail(__FILE__, __LINE__, "%s", err.msg);
+		return;
+	}
+	if (smelt_ckpt_open(&odd, dir, &err)) {
+		check_fail(__FILE__, __LINE__, "%s", err.msg);
+		smelt_ckpt_close(&base);
+		return;
+	}
+	models[0] = &odd;
+	smelt_stats_opts_default(&opts);
+	opts.no_cache = true;
+	CHECK(smelt_stats_open(&s, &base, models, 1, &opts, &err) == 0);
+	if (s) {
+		const struct smelt_stats_tensor_info *in;
+		struct smelt_stats_progress p;
+
+		CHECK(smelt_stats_run(s, &err) == 0);
+		in = smelt_stats_tensor_info(s, find_tensor(s, "model.embed_tokens.weight"));
+		CHECK(in->branch == SMELT_BRANCH_MATRIX_T && in->k == 20);
+		CHECK_STR_CONTAINS(in->note, "first 20 rows");
+		in = smelt_stats_tensor_info(s, find_tensor(s, "model.layers.0.mlp.down_proj.weight"));
+		CHECK(in->branch == SMELT_BRANCH_SKIPPED);
+		CHECK_STR_CONTAINS(in->note, "shape differs");
+		in = smelt_stats_tensor_info(s, find_tensor(s, "model.norm.weight"));
+		CHECK(in->branch == SMELT_BRANCH_SKIPPED);
+		CHECK_STR_CONTAINS(in->note, "missing");
+		CHECK(!smelt_stats_tensor_result(s, find_tensor(s, "model.norm.weight"), 0,
+						 &(struct smelt_stats_result){0}));
+		smelt_stats_progress(s, &p);
+		CHECK_EQ_INT(p.tensors_total, N_FAMILY - 2);
+		CHECK_EQ_INT(p.tensors_done, N_FAMILY - 2);
+		CHECK_EQ_INT(p.bytes_read, p.bytes_total);
+		smelt_stats_free(s);
+	}
+	smelt_ckpt_close(&odd);
+	smelt_ckpt_close(&base);
+}
+
+/* A damaged cache file is ignored and rewritten. */
+TEST(damaged_cache_is_recomputed)
+{
+	struct opened o;
+	char cache[1100];
+	struct smelt_stats *a, *b, *c;
+	struct smelt_stats_progress p;
+	FILE *f;
+
+	snprintf(cache, sizeof(cache), "%s/cache2", check_tmpdir());
+	if (open_family(&o))
+		return;
+	a = analyse(&o, 2, cache);
+	if (!a)
+		goto out;
+	CHECK(truncate(smelt_stats_cache_path(a), 100) == 0);
+	b = analyse(&o, 2, cache);
+	if (b) {
+		smelt_stats_progress(b, &p);
+		CHECK(!p.from_cache);
+		CHECK(same_results(a, b));
+	}
+	f = fopen(smelt_stats_cache_path(a), "r+b");
+	if (f) {
+		fseek(f, 300, SEEK_SET);
+		fputs("garbage!", f);
+		fclose(f);
+	}
+	c = analyse(&o, 2, cache);
+	if (c) {
+		smelt_stats_progress(c, &p);
+		CHECK(!p.from_cache); /* the digest no longer matches */
+		CHECK(same_results(a, c));
+	}
+	smelt_stats_free(b);
+	smelt_stats_free(c);
+out:
+	smelt_stats_free(a);
+	close_family(&o);
+}
+
 static double now_s(void)
 {
 	struct timespec ts;
@@ -612,6 +736,8 @@ int main(void)
 	RUN(cache_reuse_and_invalidation);
 	RUN(cancel_and_thread_api);
 	RUN(exclusions_and_open_errors);
+	RUN(mismatched_models);
+	RUN(damaged_cache_is_recomputed);
 	RUN(rescore_time_7b_shape);
 	return check_summary();
 }
