@@ -32,41 +32,46 @@ BYTES=$((SIZE_MB << 20))
 # Warm the page cache so every tool reads the source from memory.
 cat "$FX/www/cdn/$ETAG" >/dev/null
 
-secs() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.3f}')" "$@"; }
+# Each run prints "wall user+sys" seconds (bash's time builtin, children included).
+TIMEFORMAT='%R %U %S'
+timed() { # CMD...: runs it, prints "wall cpu"
+	local t
+	t=$({ time "$@" >/dev/null 2>"$WORK/err"; } 2>&1) || { cat "$WORK/err" >&2; exit 1; }
+	awk '{printf "%.3f %.3f\n", $1, $2 + $3}' <<<"$t"
+}
 run_curl() {
-	local t0 t1
-	t0=$(date +%s.%N)
-	curl -s -o "$WORK/curl.out" "$CDN_URL/cdn/$ETAG"
-	t1=$(date +%s.%N)
+	timed curl -s -o "$WORK/curl.out" "$CDN_URL/cdn/$ETAG"
 	[ "$(stat -c %s "$WORK/curl.out")" = "$BYTES" ] || { echo "curl got a short file" >&2; exit 1; }
 	rm -f "$WORK/curl.out"
-	secs "$t0" "$t1"
 }
 run_smelt() { # CONNECTIONS
-	local t0 t1 snap
 	rm -rf "$WORK/cache"
-	t0=$(date +%s.%N)
-	snap=$("$SMELT_BIN" pull smelt-test/big --include model.safetensors --cache-dir "$WORK/cache" \
-		--connections "$1" --quiet | tail -n 1)
-	t1=$(date +%s.%N)
-	[ "$(stat -L -c %s "$snap/model.safetensors")" = "$BYTES" ] || { echo "smelt got a short file" >&2; exit 1; }
-	secs "$t0" "$t1"
+	timed "$SMELT_BIN" pull smelt-test/big --include model.safetensors --cache-dir "$WORK/cache" \
+		--connections "$1" --quiet
+	local snap=("$WORK"/cache/models--smelt-test--big/snapshots/*)
+	local got
+	got=$(stat -L -c %s "${snap[0]}/model.safetensors" 2>/dev/null || echo none)
+	[ "$got" = "$BYTES" ] || { echo "smelt got $got bytes, not $BYTES:" >&2; cat "$WORK/err" >&2; exit 1; }
 }
 
-declare -a T_CURL T_S1 T_S8
+declare -a W_CURL W_S1 W_S8 C_CURL C_S1 C_S8
 for r in $(seq 1 "$ROUNDS"); do
-	T_CURL+=("$(run_curl)")
-	T_S1+=("$(run_smelt 1)")
-	T_S8+=("$(run_smelt 8)")
-	echo "round $r: curl ${T_CURL[-1]}s, smelt x1 ${T_S1[-1]}s, smelt x8 ${T_S8[-1]}s" >&2
+	run_curl >"$WORK/t"; read -r w c <"$WORK/t"; W_CURL+=("$w"); C_CURL+=("$c")
+	run_smelt 1 >"$WORK/t"; read -r w c <"$WORK/t"; W_S1+=("$w"); C_S1+=("$c")
+	run_smelt 8 >"$WORK/t"; read -r w c <"$WORK/t"; W_S8+=("$w"); C_S8+=("$c")
+	echo "round $r: curl ${W_CURL[-1]}s, smelt x1 ${W_S1[-1]}s, smelt x8 ${W_S8[-1]}s (wall)" >&2
 done
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 mbs() { python3 -c "import sys; print(f'{int(sys.argv[1]) / float(sys.argv[2]) / 1e6:.0f}')" "$BYTES" "$1"; }
-mc=$(median "${T_CURL[@]}"); m1=$(median "${T_S1[@]}"); m8=$(median "${T_S8[@]}")
+pct() { python3 -c "import sys; print(f'{100 * float(sys.argv[1]) / float(sys.argv[2]):.0f}%')" "$1" "$2"; }
+mc=$(median "${W_CURL[@]}"); m1=$(median "${W_S1[@]}"); m8=$(median "${W_S8[@]}")
+cc=$(median "${C_CURL[@]}"); c1=$(median "${C_S1[@]}"); c8=$(median "${C_S8[@]}")
 echo
-echo "| tool ($SIZE_MB MiB, median of $ROUNDS) | seconds | MB/s | vs curl |"
-echo "| --- | --- | --- | --- |"
-echo "| curl -o | $mc | $(mbs "$mc") | 100% |"
-echo "| smelt pull --connections 1 | $m1 | $(mbs "$m1") | $(python3 -c "print(f'{100*$mc/$m1:.0f}%')") |"
-echo "| smelt pull --connections 8 | $m8 | $(mbs "$m8") | $(python3 -c "print(f'{100*$mc/$m8:.0f}%')") |"
+echo "| $SIZE_MB MiB, median of $ROUNDS | wall s | MB/s | throughput vs curl | CPU s (user+sys) |"
+echo "| --- | --- | --- | --- | --- |"
+echo "| curl -o | $mc | $(mbs "$mc") | 100% | $cc |"
+echo "| smelt pull --connections 1 | $m1 | $(mbs "$m1") | $(pct "$mc" "$m1") | $c1 |"
+echo "| smelt pull --connections 8 | $m8 | $(mbs "$m8") | $(pct "$mc" "$m8") | $c8 |"
+echo
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs"

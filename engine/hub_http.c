@@ -578,6 +578,21 @@ static int save_record(struct dl_state *s, struct smelt_err *err)
 	return hub_ranges_save(s->d->record_path, s->d->done, err);
 }
 
+/* Tell a concurrent checksum how far the file is written without a gap. */
+static int publish_prefix(struct dl_state *s)
+{
+	const struct hub_ranges *done = s->d->done;
+	int rc;
+
+	if (!s->d->prefix)
+		return 0;
+	rc = flush_progress(s);
+	if (!rc)
+		atomic_store(s->d->prefix,
+		             done->n && done->v[0].start == 0 ? done->v[0].end : (uint64_t)0);
+	return rc;
+}
+
 /* Split the missing ranges into at most about `connections` jobs. */
 static int plan_jobs(struct dl_state *s)
 {
@@ -763,6 +778,10 @@ int hub_http_download(struct hub_net *net, struct hub_download *d, struct smelt_
 			}
 			uint64_t lost = hub_ranges_covered(d->done);
 			hub_ranges_clear(d->done);
+			if (d->epoch)
+				atomic_fetch_add(d->epoch, 1);
+			if (d->prefix)
+				atomic_store(d->prefix, 0);
 			hub_ranges_save(d->record_path, d->done, NULL);
 			for (int i = 0; i < 2; i++)
 				if (d->counters[i])
@@ -778,6 +797,8 @@ int hub_http_download(struct hub_net *net, struct hub_download *d, struct smelt_
 			s.restart = false;
 			continue;
 		}
+		if (!rc && publish_prefix(&s))
+			rc = smelt_fail(err, SMELT_ENOMEM, "out of memory");
 		if (rc)
 			break;
 		if (now_s() - last_save >= SAVE_INTERVAL) {

@@ -186,6 +186,11 @@ struct hub_download {
 	int connections;
 	_Atomic uint64_t *counters[2];
 	_Atomic int *active; /* running transfers, optional */
+	/* Optional, for a checksum running alongside: bytes [0, *prefix) are
+	 * written for good; *epoch grows when written bytes are thrown away
+	 * (a server ignoring Range), after which the hash must start over. */
+	_Atomic uint64_t *prefix;
+	_Atomic unsigned *epoch;
 };
 
 int hub_http_download(struct hub_net *net, struct hub_download *d, struct smelt_err *err);

@@ -405,44 +405,88 @@ out:
 	return rc;
 }
 
-static int sha256_file(int fd, uint64_t size, char hex[65], const atomic_bool *cancel,
-                       struct smelt_err *err)
-{
-	enum { CHUNK = 4 << 20 };
-	unsigned char *buf = malloc(CHUNK), md[32];
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	uint64_t off = 0;
-	int rc = 0;
+/* SHA-256 of a file that may still be being written: [0, prefix) is hashed
+ * as it grows, from the start again whenever epoch changes. During a
+ * download it runs on its own thread, so verification overlaps the
+ * transfer instead of following it. */
+struct hasher {
+	int fd;
+	uint64_t size;
+	_Atomic uint64_t prefix;
+	_Atomic unsigned epoch;
+	_Atomic bool stop;
+	const atomic_bool *cancel;
+	char hex[65];
+	struct smelt_err err;
+	int rc;
+	pthread_t thread;
+	bool threaded;
+};
 
-	if (!buf || !ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
-		rc = smelt_fail(err, SMELT_ENOMEM, "cannot set up SHA-256");
-		goto out;
-	}
-	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	while (off < size) {
-		size_t want = size - off < CHUNK ? (size_t)(size - off) : CHUNK;
-		ssize_t got = pread(fd, buf, want, (off_t)off);
+static bool hasher_stopped(struct hasher *h)
+{
+	return atomic_load(&h->stop) || (h->cancel && atomic_load(h->cancel));
+}
+
+/* One pass from byte 0; *again is set when the bytes changed under us. */
+static int hash_pass(struct hasher *h, EVP_MD_CTX *ctx, unsigned char *buf, size_t chunk,
+                     bool *again)
+{
+	unsigned epoch = atomic_load(&h->epoch);
+	unsigned char md[32];
+	uint64_t off = 0;
+
+	*again = false;
+	if (!EVP_DigestInit_ex(ctx, EVP_sha256(), NULL))
+		return smelt_fail(&h->err, SMELT_ENOMEM, "cannot set up SHA-256");
+	while (off < h->size) {
+		uint64_t ready = atomic_load(&h->prefix);
+		if (hasher_stopped(h))
+			return smelt_fail(&h->err, SMELT_ECANCELED, "cancelled");
+		if (atomic_load(&h->epoch) != epoch) {
+			*again = true;
+			return 0;
+		}
+		if (off >= ready) {
+			nanosleep(&(struct timespec){.tv_nsec = 2 * 1000 * 1000}, NULL);
+			continue;
+		}
+		size_t want = ready - off < chunk ? (size_t)(ready - off) : chunk;
+		ssize_t got = pread(h->fd, buf, want, (off_t)off);
 		if (got <= 0) {
 			if (got < 0 && errno == EINTR)
 				continue;
-			rc = smelt_fail(err, SMELT_EIO, "read failed while hashing: %s",
-			                got < 0 ? strerror(errno) : "file shorter than expected");
-			goto out;
+			return smelt_fail(&h->err, SMELT_EIO, "read failed while hashing: %s",
+			                  got < 0 ? strerror(errno) : "file shorter than expected");
+		}
+		if (atomic_load(&h->epoch) != epoch) {
+			*again = true;
+			return 0;
 		}
 		EVP_DigestUpdate(ctx, buf, (size_t)got);
 		off += (uint64_t)got;
-		if (cancel && atomic_load(cancel)) {
-			rc = smelt_fail(err, SMELT_ECANCELED, "cancelled");
-			goto out;
-		}
 	}
 	EVP_DigestFinal_ex(ctx, md, NULL);
 	for (int i = 0; i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
-out:
+		snprintf(h->hex + 2 * i, 3, "%02x", md[i]);
+	return 0;
+}
+
+static void *hash_file(void *arg)
+{
+	enum { CHUNK = 4 << 20 };
+	struct hasher *h = arg;
+	unsigned char *buf = malloc(CHUNK);
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	bool again = true;
+
+	h->rc = buf && ctx ? 0 : smelt_fail(&h->err, SMELT_ENOMEM, "out of memory");
+	posix_fadvise(h->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	while (!h->rc && again)
+		h->rc = hash_pass(h, ctx, buf, CHUNK, &again);
 	EVP_MD_CTX_free(ctx);
 	free(buf);
-	return rc;
+	return NULL;
 }
 
 static int preallocate(int fd, uint64_t size, const char *dir, const char *file,
@@ -537,16 +581,37 @@ static int fetch_blob(struct pull *pl, const char *file, const struct file_meta 
 	    .counters = {&pl->p->bytes_done, &pl->p->file_bytes_done},
 	    .active = &pl->p->connections,
 	};
+	bool verify = hub_is_sha256(m->etag);
+	struct hasher h = {.fd = fd, .size = m->size, .cancel = pl->o->cancel};
+	if (verify) {
+		atomic_store(&h.prefix, done.n && done.v[0].start == 0 ? done.v[0].end : 0);
+		h.threaded = pthread_create(&h.thread, NULL, hash_file, &h) == 0;
+		if (h.threaded) {
+			d.prefix = &h.prefix;
+			d.epoch = &h.epoch;
+		}
+	}
 	rc = hub_http_download(&pl->net, &d, err);
+	if (verify) {
+		/* Finish (or abandon) the hash; without a thread, hash now. */
+		if (rc)
+			atomic_store(&h.stop, true);
+		atomic_store(&h.prefix, m->size);
+		if (!rc) {
+			atomic_store(&pl->p->phase, SMELT_HUB_VERIFYING);
+			report(pl);
+		}
+		if (h.threaded)
+			pthread_join(h.thread, NULL);
+		else if (!rc)
+			hash_file(&h);
+		if (!rc && h.rc)
+			rc = smelt_fail(err, h.rc, "%s: %s", file, h.err.msg);
+	}
 	if (rc)
 		goto out;
-	if (hub_is_sha256(m->etag)) {
-		char got[65];
-		atomic_store(&pl->p->phase, SMELT_HUB_VERIFYING);
-		report(pl);
-		rc = sha256_file(fd, m->size, got, pl->o->cancel, err);
-		if (rc)
-			goto out;
+	if (verify) {
+		const char *got = h.hex;
 		if (strcmp(got, m->etag) != 0) {
 			unlink(inc);
 			unlink(rec);
