@@ -54,8 +54,8 @@ static void stock_stats(struct smelt_tensor_job *job, int pass, const struct sme
 	smelt_geom_gram_add(b->x, job->n_models, b->base, (size_t)(b->nrows * job->cols), acc);
 }
 
-/* Mean pairwise cosine from a Gram upper triangle, then the ratio. */
-static double ratio_from_tri(const double *tri, int k)
+/* Mean pairwise cosine from a Gram upper triangle. */
+static double mean_cos_from_tri(const double *tri, int k)
 {
 	double sum = 0;
 	int pairs = 0;
@@ -67,21 +67,23 @@ static double ratio_from_tri(const double *tri, int k)
 			                            tri[smelt_geom_tri_index(k, j, j)]);
 			pairs++;
 		}
-	return smelt_geom_stock_ratio(k, sum / pairs);
+	return sum / pairs;
 }
 
 static int stock_finish(struct smelt_tensor_job *job, int pass, const void *acc,
                         struct smelt_err *err)
 {
 	struct stock_state *s = job->state;
+	double c = mean_cos_from_tri(acc, job->n_models);
 
 	(void)pass;
-	s->t = ratio_from_tri(acc, job->n_models);
+	s->t = smelt_geom_stock_ratio(job->n_models, c);
 	if (!isfinite(s->t))
-		return smelt_fail(err, SMELT_EINVAL,
-		                  "model_stock: tensor %s: the mean cosine of the task vectors is "
-		                  "-1/(N-1), so the ratio N c / (1 + (N-1) c) is undefined",
-		                  job->name);
+		return smelt_fail(
+		    err, SMELT_EINVAL,
+		    "model_stock: tensor %s: the ratio N c / (1 + (N-1) c) is not finite "
+		    "(N = %d, c = %g: anti-parallel task vectors, or non-finite weights)",
+		    job->name, job->n_models, c);
 	return 0;
 }
 
