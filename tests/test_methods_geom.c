@@ -712,9 +712,11 @@ TEST(model_stock_properties)
 	CHECK_NEAR(smelt_geom_stock_ratio(3, 0.5), 1.5 / 2.0, 1e-15);
 	/* anti-parallel deltas, N = 2: 1 + (N-1) c = 0 is an error, not inf */
 	for (size_t e = 0; e < f.n; e++) {
-		f.b[e] = (float)(e % 4) * 0.25f; /* exact deltas */
-		f.x[0][e] = f.b[e] + 0.5f;
-		f.x[1][e] = f.b[e] - 0.5f;
+		float d = e < 16 ? 1.0f : 0.0f; /* |d|^2 = 16: exact norms, c = -1 exactly */
+
+		f.b[e] = (float)(e % 4) * 0.25f;
+		f.x[0][e] = f.b[e] + d;
+		f.x[1][e] = f.b[e] - d;
 	}
 	CHECK(fx_run(&f, m, 2, true, &err) == SMELT_EINVAL);
 	CHECK_STR_CONTAINS(err.msg, "not finite");
