@@ -122,7 +122,7 @@ static void on_tick(void *ctx)
 	if (dt >= 0.2) {
 		double inst = bytes >= pl->rate_bytes ? (double)(bytes - pl->rate_bytes) / dt : 0;
 		double w = dt / 2.0 > 1.0 ? 1.0 : dt / 2.0;
-		pl->rate = pl->rate_t == 0 ? inst : pl->rate + w * (inst - pl->rate);
+		pl->rate = pl->rate == 0 ? inst : pl->rate + w * (inst - pl->rate);
 		pl->rate_t = t;
 		pl->rate_bytes = bytes;
 		atomic_store(&pl->p->rate, (uint64_t)pl->rate);
@@ -813,6 +813,7 @@ int smelt_hub_pull(const struct smelt_hub_pull_opts *opts, char *snapshot, size_
 	int rc;
 
 	memset(&pl, 0, sizeof(pl));
+	pl.rate_t = now_s();
 	rc = smelt_hub_init(err);
 	if (!rc)
 		rc = setup(&pl, opts, err);

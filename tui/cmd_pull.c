@@ -106,6 +106,9 @@ static void on_progress(void *ctx, struct smelt_hub_progress *p)
 			fprintf(stderr, "\r%*s\r", v->line_len, "");
 		fprintf(stderr, "  done %s (%s)\n", v->last_file, sz);
 		v->line_len = 0;
+		v->files_done = done;
+		v->last_file[0] = '\0';
+		return; /* the next file's line comes with its first progress */
 	}
 	v->files_done = done;
 	smelt_hub_progress_current(p, v->last_file, sizeof(v->last_file));
