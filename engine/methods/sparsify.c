@@ -490,7 +490,7 @@ static void della_row_keep(const struct smelt_tensor_job *job, const struct gta_
 		d[j] = x[j] - base[j];
 	sp_della_row_probs(d, cols, m->density, m->eps, p, sortbuf);
 	for (size_t j = 0; j < cols; j++)
-		keep[j] = draw_keep(job, i, elem0 + j, (double)p[j]);
+		keep[j] = d[j] == 0.0f || draw_keep(job, i, elem0 + j, (double)p[j]);
 }
 
 static void stats_random(struct gta_state *s, const struct smelt_tensor_job *job,
@@ -525,10 +525,12 @@ static void stats_random(struct gta_state *s, const struct smelt_tensor_job *job
 			for (size_t j = 0; j < cols; j++) {
 				float dv = b->x[i][off + j] - b->base[off + j];
 				double a = fabs((double)dv);
-				bool k = keep ? keep[j] : draw_keep(job, i, elem0 + j, m->density);
 
+				/* a zero delta adds nothing whether kept or not: skip its draw */
+				if (dv == 0.0f)
+					continue;
 				sum[0] += a;
-				if (k)
+				if (keep ? keep[j] : draw_keep(job, i, elem0 + j, m->density))
 					sum[1] += a;
 			}
 		}
@@ -694,7 +696,7 @@ static void merge_random(const struct gta_state *s, const struct smelt_tensor_jo
 				float dv = b->x[i][off + j] - b->base[off + j];
 				bool k;
 
-				if (m->untouched)
+				if (m->untouched || dv == 0.0f)
 					k = true;
 				else if (m->zeroed)
 					k = false;
