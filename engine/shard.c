@@ -158,6 +158,7 @@ int smelt_write_index(const char *dir, uint64_t total_size, const char *const *n
 	char path[4096], tmp[4200];
 	size_t *order = malloc((n ? n : 1) * sizeof(*order));
 	FILE *f = NULL;
+	bool created = false;
 	int fd = -1, rc = 0;
 
 	snprintf(path, sizeof(path), "%s/model.safetensors.index.json", dir);
@@ -169,12 +170,15 @@ int smelt_write_index(const char *dir, uint64_t total_size, const char *const *n
 	qsort_r(order, n, sizeof(*order), cmp_idx_name, (void *)names);
 	for (size_t i = 1; i < n; i++) {
 		if (strcmp(names[order[i - 1]], names[order[i]]) == 0) {
+			char nb[256];
+
 			rc = smelt_fail(err, SMELT_EINVAL, "%s: tensor '%s' listed twice", path,
-					names[order[i]]);
+					smelt_st_safe_name(names[order[i]], nb, sizeof(nb)));
 			goto out;
 		}
 	}
 	fd = mkostemp(tmp, O_CLOEXEC);
+	created = fd >= 0;
 	if (fd < 0 || fchmod(fd, 0644) != 0 || !(f = fdopen(fd, "w"))) {
 		rc = smelt_fail(err, SMELT_EIO, "%s: cannot create a temporary file: %s", path,
 				strerror(errno));
@@ -210,7 +214,7 @@ int smelt_write_index(const char *dir, uint64_t total_size, const char *const *n
 				strerror(errno));
 		goto out;
 	}
-	tmp[0] = '\0';
+	created = false;
 	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd >= 0) {
 		fsync(fd);
@@ -222,7 +226,7 @@ out:
 		fclose(f);
 	if (fd >= 0)
 		close(fd);
-	if (rc && tmp[0] && !strstr(tmp, "XXXXXX"))
+	if (rc && created)
 		unlink(tmp);
 	free(order);
 	return rc;
