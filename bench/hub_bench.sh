@@ -73,5 +73,7 @@ echo "| --- | --- | --- | --- | --- |"
 echo "| curl -o | $mc | $(mbs "$mc") | 100% | $cc |"
 echo "| smelt pull --connections 1 | $m1 | $(mbs "$m1") | $(pct "$mc" "$m1") | $c1 |"
 echo "| smelt pull --connections 8 | $m8 | $(mbs "$m8") | $(pct "$mc" "$m8") | $c8 |"
+read -r hw hc < <(timed openssl dgst -sha256 "$FX/www/cdn/$ETAG")
+echo "| (SHA-256 of the file alone: openssl dgst) | $hw | $(mbs "$hw") | | $hc |"
 echo
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs"
