@@ -77,6 +77,24 @@ printf 'warm  read once (cat):            %.3f s  (%.2f GB/s)\n' "$read_s" "$(gb
 printf 'warm  smelt diverge (no cache):   %.3f s  (%.2f GB/s)  ratio %.2f\n' "$diverge_s" \
 	"$(gbs "$diverge_s")" "$(echo "$diverge_s / $read_s" | bc -l)"
 printf 'smelt diverge (cache hit):        %.3f s\n' "$hit_s"
+
+# what reading once costs a Python user: every tensor to f32 with numpy
+np_read() {
+	"${PYTHON:-/usr/bin/python3}" -c 'import json, mmap, struct, sys
+import numpy as np
+tot = 0.0
+for p in sys.argv[1:]:
+    f = open(p, "rb"); mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    n = struct.unpack("<Q", mm[:8])[0]; hdr = json.loads(mm[8:8 + n]); hdr.pop("__metadata__", None)
+    for e in hdr.values():
+        a, b = e["data_offsets"]
+        u = np.frombuffer(mm, np.uint16, (b - a) // 2, 8 + n + a)
+        tot += float((u.astype(np.uint32) << 16).view(np.float32).sum())
+print(tot)' $files
+}
+np_s=$(best_of 2 np_read)
+printf 'warm  read once (numpy -> f32):   %.3f s  (%.2f GB/s)  diverge ratio %.2f\n' "$np_s" \
+	"$(gbs "$np_s")" "$(echo "$diverge_s / $np_s" | bc -l)"
 if [ -x "$build/tests/test_stats" ]; then
 	SMELT_BENCH_RESCORE=1 SMELT_SHARED=$shared "$build/tests/test_stats" | grep 're-score'
 fi
