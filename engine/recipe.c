@@ -67,8 +67,8 @@ size_t recipe_edit_distance(const char *a, const char *b)
 		row[0] = i;
 		for (size_t j = 1; j <= lb; j++) {
 			size_t up = row[j];
-			size_t cost = tolower((unsigned char)a[i - 1]) !=
-				      tolower((unsigned char)b[j - 1]);
+			size_t cost =
+			    tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
 			size_t best = diag + cost;
 
 			if (up + 1 < best)
@@ -104,7 +104,7 @@ const char *recipe_suggest(const char *word, const char *const *cands, size_t n)
 /* ---- diagnostics ---- */
 
 static void diag_addv(struct smelt_diag *d, int severity, bool strict, const char *path,
-		      const char *fmt, va_list ap)
+                      const char *fmt, va_list ap)
 {
 	struct smelt_diag_item *items;
 	char *msg = NULL, *p;
@@ -193,10 +193,10 @@ char *smelt_diag_format(const struct smelt_diag *d)
 
 			if (it->severity != sev)
 				continue;
-			next = recipe_printf("%s%s%s%s%s%s%s\n", out, file ? d->file : "",
-					     file ? ": " : "", path ? it->path : "",
-					     path ? ": " : "", sev == SMELT_DIAG_WARNING ? "warning: " : "",
-					     it->msg);
+			next =
+			    recipe_printf("%s%s%s%s%s%s%s\n", out, file ? d->file : "",
+			                  file ? ": " : "", path ? it->path : "", path ? ": " : "",
+			                  sev == SMELT_DIAG_WARNING ? "warning: " : "", it->msg);
 			free(out);
 			out = next;
 		}
@@ -330,8 +330,11 @@ static size_t utf8_invalid_at(const unsigned char *s, size_t len)
 
 	while (i < len) {
 		unsigned c = s[i];
-		size_t n = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2
-				     : (c & 0xf8) == 0xf0 ? 3 : 4;
+		size_t n = c < 0x80             ? 0
+		           : (c & 0xe0) == 0xc0 ? 1
+		           : (c & 0xf0) == 0xe0 ? 2
+		           : (c & 0xf8) == 0xf0 ? 3
+		                                : 4;
 		unsigned cp;
 
 		if (n == 4 || (n > 0 && i + n >= len))
@@ -364,7 +367,7 @@ int recipe_json_read(const char *text, size_t len, struct rnode **out, struct sm
 		for (size_t i = 0; i < bad; i++)
 			line += text[i] == '\n';
 		smelt_diag_add(diag, SMELT_DIAG_ERROR, "", "line %zu: the text is not valid UTF-8",
-			       line);
+		               line);
 		return SMELT_EFORMAT;
 	}
 	j = cJSON_ParseWithLengthOpts(text, len, &end, false);
@@ -379,7 +382,7 @@ int recipe_json_read(const char *text, size_t len, struct rnode **out, struct sm
 	for (size_t i = (size_t)(end - text); i < len; i++) {
 		if (!isspace((unsigned char)text[i])) {
 			smelt_diag_add(diag, SMELT_DIAG_ERROR, "",
-				       "JSON: text after the end of the recipe object");
+			               "JSON: text after the end of the recipe object");
 			cJSON_Delete(j);
 			return SMELT_EFORMAT;
 		}
@@ -443,7 +446,7 @@ static bool later_duplicate(const struct rnode *m, size_t i)
 
 /* Warn about repeated keys and, when known != NULL, keys not in known. */
 static void check_keys(struct bctx *c, const struct rnode *m, const char *path,
-		       const char *const *known, size_t n_known, const char *what)
+                       const char *const *known, size_t n_known, const char *what)
 {
 	for (size_t i = 0; i < m->n; i++) {
 		char *p = child_path(c, path, m->keys[i]);
@@ -458,9 +461,9 @@ static void check_keys(struct bctx *c, const struct rnode *m, const char *path,
 				first &= strcmp(m->keys[k], m->keys[i]) != 0;
 			if (first)
 				smelt_diag_add(c->diag, SMELT_DIAG_WARNING, p,
-					       "duplicate key: only the last '%s' is used (as in "
-					       "mergekit, which reads YAML with PyYAML)",
-					       m->keys[i]);
+				               "duplicate key: only the last '%s' is used (as in "
+				               "mergekit, which reads YAML with PyYAML)",
+				               m->keys[i]);
 		}
 		for (size_t k = 0; known && k < n_known; k++)
 			found |= strcmp(m->keys[i], known[k]) == 0;
@@ -468,8 +471,9 @@ static void check_keys(struct bctx *c, const struct rnode *m, const char *path,
 			const char *s = recipe_suggest(m->keys[i], known, n_known);
 
 			if (s)
-				diag_unknown(c->diag, p, "unknown key in %s (ignored); did you mean '%s'?",
-					     what, s);
+				diag_unknown(c->diag, p,
+				             "unknown key in %s (ignored); did you mean '%s'?",
+				             what, s);
 			else
 				diag_unknown(c->diag, p, "unknown key in %s (ignored)", what);
 		}
@@ -503,16 +507,16 @@ static char *get_string(struct bctx *c, const struct rnode *m, const char *key, 
 		return dup_or_fail(c, v->str);
 	p = child_path(c, path, key);
 	smelt_diag_add(c->diag, SMELT_DIAG_ERROR, p, "expected a string, found %s%s%s%s",
-		       kind_word(v), v->str ? " (" : "", v->str ? v->str : "", v->str ? ")" : "");
+	               kind_word(v), v->str ? " (" : "", v->str ? v->str : "", v->str ? ")" : "");
 	free(p);
 	return NULL;
 }
 
 static int build_pvalue(struct bctx *c, const struct rnode *n, const char *path,
-			struct smelt_pvalue *out, bool in_cond);
+                        struct smelt_pvalue *out, bool in_cond);
 
 static int build_cond(struct bctx *c, const struct rnode *n, const char *path,
-		      struct smelt_pvalue *out)
+                      struct smelt_pvalue *out)
 {
 	static const char *const keys[] = {"filter", "value"};
 	const struct rnode *f = map_get(n, "filter"), *v = map_get(n, "value");
@@ -524,7 +528,7 @@ static int build_cond(struct bctx *c, const struct rnode *n, const char *path,
 			char *p = child_path(c, path, "filter");
 
 			smelt_diag_add(c->diag, SMELT_DIAG_ERROR, p,
-				       "expected a string (a part of tensor names)");
+			               "expected a string (a part of tensor names)");
 			free(p);
 		} else {
 			out->filter = dup_or_fail(c, f->str ? f->str : (f->b ? "true" : "false"));
@@ -546,7 +550,7 @@ static int build_cond(struct bctx *c, const struct rnode *n, const char *path,
 }
 
 static int build_pvalue(struct bctx *c, const struct rnode *n, const char *path,
-			struct smelt_pvalue *out, bool in_cond)
+                        struct smelt_pvalue *out, bool in_cond)
 {
 	bool any_map = false, any_seq = false;
 
@@ -568,9 +572,9 @@ static int build_pvalue(struct bctx *c, const struct rnode *n, const char *path,
 	case RN_MAP:
 		if (in_cond || !map_get(n, "value")) {
 			smelt_diag_add(c->diag, SMELT_DIAG_ERROR, path,
-				       in_cond ? "a conditional's value must be a number or a list"
-					       : "expected a number, a list, or conditionals "
-						 "({filter, value})");
+			               in_cond ? "a conditional's value must be a number or a list"
+			                       : "expected a number, a list, or conditionals "
+			                         "({filter, value})");
 			out->kind = SMELT_PV_NULL;
 			return 0;
 		}
@@ -602,11 +606,12 @@ static int build_pvalue(struct bctx *c, const struct rnode *n, const char *path,
 		if (out->kind == SMELT_PV_CONDS && it->kind == RN_MAP) {
 			rc = build_cond(c, it, p, &out->items[i]);
 		} else if (out->kind == SMELT_PV_CONDS || any_seq || it->kind == RN_MAP) {
-			smelt_diag_add(c->diag, SMELT_DIAG_ERROR, p,
-				       out->kind == SMELT_PV_CONDS
-					       ? "a list of conditionals must hold only {filter, value} "
-						 "items"
-					       : "a gradient list must hold numbers (no nested lists)");
+			smelt_diag_add(
+			    c->diag, SMELT_DIAG_ERROR, p,
+			    out->kind == SMELT_PV_CONDS
+			        ? "a list of conditionals must hold only {filter, value} "
+			          "items"
+			        : "a gradient list must hold numbers (no nested lists)");
 			out->items[i].path = dup_or_fail(c, p);
 		} else {
 			rc = build_pvalue(c, it, p, &out->items[i], true);
@@ -619,7 +624,7 @@ static int build_pvalue(struct bctx *c, const struct rnode *n, const char *path,
 }
 
 static int build_pset(struct bctx *c, const struct rnode *m, const char *key, const char *parent,
-		      struct smelt_pset *ps)
+                      struct smelt_pset *ps)
 {
 	const struct rnode *v = map_get(m, key);
 	char *path = child_path(c, parent, key);
@@ -633,8 +638,8 @@ static int build_pset(struct bctx *c, const struct rnode *m, const char *key, co
 	ps->path = path;
 	if (v->kind != RN_MAP) {
 		smelt_diag_add(c->diag, SMELT_DIAG_ERROR, path,
-			       "expected a mapping of parameter names to values, found %s",
-			       kind_word(v));
+		               "expected a mapping of parameter names to values, found %s",
+		               kind_word(v));
 		return 0;
 	}
 	check_keys(c, v, path, NULL, 0, NULL);
@@ -662,8 +667,8 @@ static int build_pset(struct bctx *c, const struct rnode *m, const char *key, co
 }
 
 /* A model reference value (string). Errors name the path. */
-static char *get_model_ref(struct bctx *c, const struct rnode *m, const char *key,
-			   const char *path, bool required)
+static char *get_model_ref(struct bctx *c, const struct rnode *m, const char *key, const char *path,
+                           bool required)
 {
 	const struct rnode *v = map_get(m, key);
 	char *p;
@@ -673,20 +678,21 @@ static char *get_model_ref(struct bctx *c, const struct rnode *m, const char *ke
 	p = child_path(c, path, key);
 	if (!v || v->kind == RN_NULL) {
 		if (required)
-			smelt_diag_add(c->diag, SMELT_DIAG_ERROR, p, "missing: a model reference "
-								     "(local path or org/name) is required");
+			smelt_diag_add(c->diag, SMELT_DIAG_ERROR, p,
+			               "missing: a model reference "
+			               "(local path or org/name) is required");
 	} else if (v->kind == RN_STR) {
 		smelt_diag_add(c->diag, SMELT_DIAG_ERROR, p, "empty model reference");
 	} else {
 		smelt_diag_add(c->diag, SMELT_DIAG_ERROR, p,
-			       "expected a model reference (a string), found %s", kind_word(v));
+		               "expected a model reference (a string), found %s", kind_word(v));
 	}
 	free(p);
 	return NULL;
 }
 
 static void get_layer_range(struct bctx *c, const struct rnode *m, const char *path,
-			    struct smelt_source *s)
+                            struct smelt_source *s)
 {
 	const struct rnode *v = map_get(m, "layer_range");
 	char *p = child_path(c, path, "layer_range");
@@ -696,7 +702,7 @@ static void get_layer_range(struct bctx *c, const struct rnode *m, const char *p
 		return;
 	if (!v || v->kind == RN_NULL) {
 		smelt_diag_add(c->diag, SMELT_DIAG_ERROR, p,
-			       "missing: every slice source needs layer_range: [start, end)");
+		               "missing: every slice source needs layer_range: [start, end)");
 		free(p);
 		return;
 	}
@@ -724,14 +730,14 @@ static void get_layer_range(struct bctx *c, const struct rnode *m, const char *p
 	}
 	if (!ok)
 		smelt_diag_add(c->diag, SMELT_DIAG_ERROR, p,
-			       "expected two integers [start, end) (end-exclusive)");
+		               "expected two integers [start, end) (end-exclusive)");
 	else
 		s->has_range = true;
 	free(p);
 }
 
 static int build_source(struct bctx *c, const struct rnode *n, const char *path, bool in_slice,
-			struct smelt_source *s)
+                        struct smelt_source *s)
 {
 	static const char *const model_keys[] = {"model", "parameters"};
 	static const char *const source_keys[] = {"model", "layer_range", "parameters"};
@@ -739,16 +745,16 @@ static int build_source(struct bctx *c, const struct rnode *n, const char *path,
 	s->path = dup_or_fail(c, path);
 	if (n->kind == RN_STR && !in_slice) {
 		smelt_diag_add(c->diag, SMELT_DIAG_ERROR, path,
-			       "a models: entry must be a mapping; write '- model: %s' (mergekit "
-			       "rejects a bare name here too)",
-			       n->str);
+		               "a models: entry must be a mapping; write '- model: %s' (mergekit "
+		               "rejects a bare name here too)",
+		               n->str);
 		s->model = dup_or_fail(c, n->str);
 		return c->rc;
 	}
 	if (n->kind != RN_MAP) {
 		smelt_diag_add(c->diag, SMELT_DIAG_ERROR, path,
-			       "expected a mapping with 'model:'%s, found %s",
-			       in_slice ? " and 'layer_range:'" : "", kind_word(n));
+		               "expected a mapping with 'model:'%s, found %s",
+		               in_slice ? " and 'layer_range:'" : "", kind_word(n));
 		return 0;
 	}
 	if (in_slice)
@@ -774,7 +780,8 @@ static int build_models(struct bctx *c, const struct rnode *v)
 	sl->path = dup_or_fail(c, "models");
 	if (v->kind != RN_SEQ) {
 		smelt_diag_add(c->diag, SMELT_DIAG_ERROR, "models",
-			       "expected a list of '- model: NAME' entries, found %s", kind_word(v));
+		               "expected a list of '- model: NAME' entries, found %s",
+		               kind_word(v));
 		return 0;
 	}
 	sl->sources = calloc(v->n ? v->n : 1, sizeof(*sl->sources));
@@ -793,7 +800,7 @@ static int build_models(struct bctx *c, const struct rnode *v)
 }
 
 static int build_slice(struct bctx *c, const struct rnode *n, const char *path,
-		       struct smelt_slice *sl)
+                       struct smelt_slice *sl)
 {
 	static const char *const keys[] = {"sources", "base_model", "parameters"};
 	const struct rnode *src;
@@ -802,7 +809,7 @@ static int build_slice(struct bctx *c, const struct rnode *n, const char *path,
 	sl->path = dup_or_fail(c, path);
 	if (n->kind != RN_MAP) {
 		smelt_diag_add(c->diag, SMELT_DIAG_ERROR, path,
-			       "expected a mapping with 'sources:', found %s", kind_word(n));
+		               "expected a mapping with 'sources:', found %s", kind_word(n));
 		return 0;
 	}
 	check_keys(c, n, path, keys, 3, "a slice");
@@ -813,7 +820,7 @@ static int build_slice(struct bctx *c, const struct rnode *n, const char *path,
 		return SMELT_ENOMEM;
 	if (!src || src->kind != RN_SEQ || src->n == 0) {
 		smelt_diag_add(c->diag, SMELT_DIAG_ERROR, sp,
-			       "a slice needs a non-empty list of sources");
+		               "a slice needs a non-empty list of sources");
 	} else {
 		sl->sources = calloc(src->n, sizeof(*sl->sources));
 		if (!sl->sources) {
@@ -823,7 +830,7 @@ static int build_slice(struct bctx *c, const struct rnode *n, const char *path,
 		for (size_t i = 0; i < src->n; i++) {
 			char *p = index_path(c, sp, i);
 			int rc = p ? build_source(c, src->items[i], p, true, &sl->sources[i])
-				   : SMELT_ENOMEM;
+			           : SMELT_ENOMEM;
 
 			sl->n_sources++;
 			free(p);
@@ -844,7 +851,7 @@ static int build_slices(struct bctx *c, const struct rnode *v)
 	r->uses_slices = true;
 	if (v->kind != RN_SEQ || v->n == 0) {
 		smelt_diag_add(c->diag, SMELT_DIAG_ERROR, "slices",
-			       "expected a non-empty list of slices");
+		               "expected a non-empty list of slices");
 		return 0;
 	}
 	r->slices = calloc(v->n, sizeof(*r->slices));
@@ -863,7 +870,7 @@ static int build_slices(struct bctx *c, const struct rnode *v)
 }
 
 static void get_dtype(struct bctx *c, const struct rnode *m, const char *key, bool *has,
-		      enum smelt_dtype *dt)
+                      enum smelt_dtype *dt)
 {
 	static const char *const names[] = {"float32", "bfloat16", "float16", "float64"};
 	char *s = get_string(c, m, key, "");
@@ -880,15 +887,16 @@ static void get_dtype(struct bctx *c, const struct rnode *m, const char *key, bo
 
 		if (strcmp(bare, "int64") == 0 || smelt_dtype_parse_torch(s, &d) == 0)
 			smelt_diag_add(c->diag, SMELT_DIAG_ERROR, key,
-				       "'%s' is not a floating-point dtype; smelt merges in "
-				       "float32, bfloat16, float16 or float64",
-				       s);
+			               "'%s' is not a floating-point dtype; smelt merges in "
+			               "float32, bfloat16, float16 or float64",
+			               s);
 		else if (hint)
 			smelt_diag_add(c->diag, SMELT_DIAG_ERROR, key,
-				       "unknown dtype '%s'; did you mean '%s'?", s, hint);
+			               "unknown dtype '%s'; did you mean '%s'?", s, hint);
 		else
 			smelt_diag_add(c->diag, SMELT_DIAG_ERROR, key,
-				       "unknown dtype '%s' (float32, bfloat16, float16, float64)", s);
+			               "unknown dtype '%s' (float32, bfloat16, float16, float64)",
+			               s);
 	}
 	free(s);
 }
@@ -901,25 +909,25 @@ static void build_tokenizer(struct bctx *c, const struct rnode *v)
 	c->r->has_tokenizer_block = true;
 	if (v->kind != RN_MAP) {
 		smelt_diag_add(c->diag, SMELT_DIAG_ERROR, "tokenizer",
-			       "expected a mapping (source: base | union | MODEL)");
+		               "expected a mapping (source: base | union | MODEL)");
 		return;
 	}
 	check_keys(c, v, "tokenizer", keys, 3, "tokenizer:");
 	if (c->r->tokenizer_source)
 		smelt_diag_add(c->diag, SMELT_DIAG_ERROR, "tokenizer",
-			       "give either tokenizer_source or a tokenizer: block, not both");
+		               "give either tokenizer_source or a tokenizer: block, not both");
 	else
 		c->r->tokenizer_source = get_string(c, v, "source", "tokenizer");
 	t = map_get(v, "tokens");
 	if (t && t->kind != RN_NULL)
 		smelt_diag_add(c->diag, SMELT_DIAG_ERROR, "tokenizer.tokens",
-			       "smelt does not build tokenizers: per-token embedding sources are "
-			       "not supported (remove tokens:)");
+		               "smelt does not build tokenizers: per-token embedding sources are "
+		               "not supported (remove tokens:)");
 	t = map_get(v, "pad_to_multiple_of");
 	if (t && t->kind != RN_NULL)
 		smelt_diag_add(c->diag, SMELT_DIAG_ERROR, "tokenizer.pad_to_multiple_of",
-			       "smelt does not resize embeddings: pad_to_multiple_of is not "
-			       "supported");
+		               "smelt does not resize embeddings: pad_to_multiple_of is not "
+		               "supported");
 }
 
 static void get_seed(struct bctx *c, const struct rnode *m)
@@ -987,30 +995,31 @@ static int collect_refs(struct smelt_recipe *r, bool base_first)
 static int build_recipe(struct bctx *c, const struct rnode *root)
 {
 	static const char *const keys[] = {
-		"merge_method", "base_model", "models",	       "slices",	"modules",
-		"parameters",	"dtype",      "out_dtype",     "tokenizer_source", "tokenizer",
-		"chat_template", "seed",      "embed_policy"};
+	    "merge_method",  "base_model", "models",      "slices",           "modules",
+	    "parameters",    "dtype",      "out_dtype",   "tokenizer_source", "tokenizer",
+	    "chat_template", "seed",       "embed_policy"};
 	struct smelt_recipe *r = c->r;
 	const struct rnode *models, *slices, *v;
 	size_t base_pos = (size_t)-1, models_pos = (size_t)-1;
 	int rc;
 
 	if (root->kind != RN_MAP) {
-		smelt_diag_add(c->diag, SMELT_DIAG_ERROR, "",
-			       "a recipe is a mapping of keys (merge_method:, models: ...), found %s",
-			       kind_word(root));
+		smelt_diag_add(
+		    c->diag, SMELT_DIAG_ERROR, "",
+		    "a recipe is a mapping of keys (merge_method:, models: ...), found %s",
+		    kind_word(root));
 		return SMELT_EINVAL;
 	}
 	check_keys(c, root, "", keys, sizeof(keys) / sizeof(keys[0]), "the recipe");
 	r->merge_method = get_string(c, root, "merge_method", "");
 	if (!r->merge_method && !map_get(root, "merge_method"))
 		smelt_diag_add(c->diag, SMELT_DIAG_ERROR, "merge_method",
-			       "missing: the recipe must name a merge_method");
+		               "missing: the recipe must name a merge_method");
 	r->base_model = get_model_ref(c, root, "base_model", "", false);
 	if (map_get(root, "modules"))
 		smelt_diag_add(c->diag, SMELT_DIAG_ERROR, "modules",
-			       "modules: (per-module merges of multi-module architectures) is not "
-			       "supported; use models: or slices:");
+		               "modules: (per-module merges of multi-module architectures) is not "
+		               "supported; use models: or slices:");
 	models = map_get(root, "models");
 	slices = map_get(root, "slices");
 	if (models && models->kind == RN_NULL)
@@ -1019,11 +1028,11 @@ static int build_recipe(struct bctx *c, const struct rnode *root)
 		slices = NULL;
 	if (models && slices) {
 		smelt_diag_add(c->diag, SMELT_DIAG_ERROR, "slices",
-			       "give either models: or slices:, not both");
+		               "give either models: or slices:, not both");
 	} else if (!models && !slices) {
 		if (!map_get(root, "modules"))
 			smelt_diag_add(c->diag, SMELT_DIAG_ERROR, "models",
-				       "missing: the recipe needs models: or slices:");
+			               "missing: the recipe needs models: or slices:");
 	}
 	if (slices)
 		rc = build_slices(c, slices);
@@ -1042,10 +1051,11 @@ static int build_recipe(struct bctx *c, const struct rnode *root)
 	if (r->tokenizer_source && strncmp(r->tokenizer_source, "model:", 6) == 0) {
 		char *bare = dup_or_fail(c, r->tokenizer_source + 6);
 
-		smelt_diag_add(c->diag, SMELT_DIAG_WARNING, "tokenizer_source",
-			       "the 'model:' prefix is obsolete (mergekit dropped it in July 2024); "
-			       "read as '%s'",
-			       r->tokenizer_source + 6);
+		smelt_diag_add(
+		    c->diag, SMELT_DIAG_WARNING, "tokenizer_source",
+		    "the 'model:' prefix is obsolete (mergekit dropped it in July 2024); "
+		    "read as '%s'",
+		    r->tokenizer_source + 6);
 		free(r->tokenizer_source);
 		r->tokenizer_source = bare;
 	}
@@ -1058,7 +1068,8 @@ static int build_recipe(struct bctx *c, const struct rnode *root)
 	for (size_t i = 0; i < root->n; i++) {
 		if (strcmp(root->keys[i], "base_model") == 0 && base_pos == (size_t)-1)
 			base_pos = i;
-		if ((strcmp(root->keys[i], "models") == 0 || strcmp(root->keys[i], "slices") == 0) &&
+		if ((strcmp(root->keys[i], "models") == 0 ||
+		     strcmp(root->keys[i], "slices") == 0) &&
 		    models_pos == (size_t)-1)
 			models_pos = i;
 	}
@@ -1070,7 +1081,7 @@ static int build_recipe(struct bctx *c, const struct rnode *root)
 }
 
 int smelt_recipe_parse(const char *text, size_t len, const char *what, struct smelt_recipe **out,
-		       struct smelt_diag *diag)
+                       struct smelt_diag *diag)
 {
 	struct bctx c = {.diag = diag};
 	struct rnode *root = NULL;
@@ -1086,7 +1097,7 @@ int smelt_recipe_parse(const char *text, size_t len, const char *what, struct sm
 		i++;
 	json = i < len && text[i] == '{';
 	rc = json ? recipe_json_read(text, len, &root, diag)
-		  : recipe_yaml_read(text, len, &root, diag);
+	          : recipe_yaml_read(text, len, &root, diag);
 	if (rc < 0)
 		return rc;
 	r = calloc(1, sizeof(*r));

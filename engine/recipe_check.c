@@ -129,11 +129,12 @@ static void check_ref(struct vctx *v, const char *ref, const char *path)
 	if (looks_like_hub_id(ref)) {
 		for (const char *p = ref; *p; p++) {
 			if (isspace((unsigned char)*p)) {
-				warn_at(v, false, path,
-					"'%s' contains whitespace, so it is not a valid Hugging Face "
-					"repository id (mergekit keeps it verbatim too); check the "
-					"recipe",
-					ref);
+				warn_at(
+				    v, false, path,
+				    "'%s' contains whitespace, so it is not a valid Hugging Face "
+				    "repository id (mergekit keeps it verbatim too); check the "
+				    "recipe",
+				    ref);
 				break;
 			}
 		}
@@ -153,7 +154,7 @@ static void check_refs(struct vctx *v)
 		check_ref(v, sl->base_model, path);
 		for (size_t i = 0; i < sl->n_sources; i++) {
 			snprintf(path, sizeof(path), "%s.model",
-				 sl->sources[i].path ? sl->sources[i].path : "");
+			         sl->sources[i].path ? sl->sources[i].path : "");
 			check_ref(v, sl->sources[i].model, path);
 		}
 	}
@@ -192,11 +193,12 @@ static void check_ranges(struct vctx *v)
 				len0 = src->layer_end - src->layer_start;
 				first = i;
 			} else if (src->layer_end - src->layer_start != len0) {
-				err_at(v, path,
-				       "covers %d layers but %s covers %d: the sources of one slice "
-				       "must have the same length",
-				       src->layer_end - src->layer_start, sl->sources[first].path,
-				       len0);
+				err_at(
+				    v, path,
+				    "covers %d layers but %s covers %d: the sources of one slice "
+				    "must have the same length",
+				    src->layer_end - src->layer_start, sl->sources[first].path,
+				    len0);
 			}
 		}
 	}
@@ -205,7 +207,7 @@ static void check_ranges(struct vctx *v)
 /* ---- parameters ---- */
 
 static void alias_list(const struct smelt_method *m, const char **out, size_t *n, size_t cap,
-		       char *buf, size_t bufsize)
+                       char *buf, size_t bufsize)
 {
 	size_t used = 0;
 
@@ -251,12 +253,12 @@ static void yaml11_float_spelling(const char *s, char *out, size_t size)
 		return;
 	}
 	snprintf(out, size, "%.*s%s%c%s%s", mant, s, dot ? "" : ".0", *e,
-		 e[1] == '-' || e[1] == '+' ? "" : "+", e + 1);
+	         e[1] == '-' || e[1] == '+' ? "" : "+", e + 1);
 }
 
 /* One scalar (or list element) against the parameter's definition. */
 static void check_scalar(struct vctx *v, const struct smelt_pvalue *pv,
-			 const struct smelt_param_def *def)
+                         const struct smelt_param_def *def)
 {
 	const char *path = pv->path ? pv->path : "";
 	const char *mname = v->m->name;
@@ -285,10 +287,10 @@ static void check_scalar(struct vctx *v, const struct smelt_pvalue *pv,
 
 			yaml11_float_spelling(pv->str, clear, sizeof(clear));
 			warn_at(v, false, path,
-				"'%s' is a string in YAML 1.1 (a float needs a decimal point and "
-				"a signed exponent there); read as the number %g, as mergekit's "
-				"schema does (write %s to be clear)",
-				pv->str, x, clear);
+			        "'%s' is a string in YAML 1.1 (a float needs a decimal point and "
+			        "a signed exponent there); read as the number %g, as mergekit's "
+			        "schema does (write %s to be clear)",
+			        pv->str, x, clear);
 		}
 		break;
 	case SMELT_PV_NUMBER: x = pv->num; break;
@@ -317,7 +319,7 @@ static void check_scalar(struct vctx *v, const struct smelt_pvalue *pv,
 }
 
 static void check_value(struct vctx *v, const struct smelt_pvalue *pv,
-			const struct smelt_param_def *def, bool in_cond)
+                        const struct smelt_param_def *def, bool in_cond)
 {
 	const char *path = pv->path ? pv->path : "";
 
@@ -345,9 +347,7 @@ static void check_value(struct vctx *v, const struct smelt_pvalue *pv,
 			if (pv->items[i].value)
 				check_value(v, pv->items[i].value, def, true);
 		return;
-	default:
-		(void)in_cond;
-		check_scalar(v, pv, def);
+	default: (void)in_cond; check_scalar(v, pv, def);
 	}
 }
 
@@ -369,20 +369,22 @@ static void check_pset(struct vctx *v, const struct smelt_pset *ps, bool source_
 			const char *hint = recipe_suggest(name, cands, n_cands);
 
 			if (hint)
-				warn_at(v, true, path,
-					"'%s' is not a parameter of %s (ignored); did you mean '%s'?",
-					name, m->name, hint);
+				warn_at(
+				    v, true, path,
+				    "'%s' is not a parameter of %s (ignored); did you mean '%s'?",
+				    name, m->name, hint);
 			else
 				warn_at(v, true, path, "'%s' is not a parameter of %s (ignored)",
-					name, m->name);
+				        name, m->name);
 			continue;
 		}
 		def = &m->params[k];
 		if (source_level && def->scope == SMELT_SCOPE_GLOBAL) {
-			warn_at(v, true, path,
-				"%s takes one '%s' per tensor, not one per model: a per-model value "
-				"is ignored (set it under the top-level or slice parameters:)",
-				m->name, def->name);
+			warn_at(
+			    v, true, path,
+			    "%s takes one '%s' per tensor, not one per model: a per-model value "
+			    "is ignored (set it under the top-level or slice parameters:)",
+			    m->name, def->name);
 			continue;
 		}
 		check_value(v, &ps->values[i], def, false);
@@ -415,9 +417,9 @@ static void hint_misplaced_params(struct vctx *v)
 		    smelt_method_param(v->m, it->path) < 0)
 			continue;
 		warn_at(v, false, it->path,
-			"'%s' is a parameter of %s: it belongs under parameters: (check the "
-			"indentation); here it has no effect",
-			it->path, v->m->name);
+		        "'%s' is a parameter of %s: it belongs under parameters: (check the "
+		        "indentation); here it has no effect",
+		        it->path, v->m->name);
 	}
 }
 
@@ -430,7 +432,7 @@ static const char *slice_base(const struct smelt_recipe *r, const struct smelt_s
  * Only for methods that use a base: for the others (linear, karcher,
  * passthrough) a listed base is one more input like any other. */
 static bool is_base(const struct smelt_recipe *r, const struct smelt_slice *sl,
-		    const struct smelt_source *src)
+                    const struct smelt_source *src)
 {
 	const char *b = slice_base(r, sl);
 
@@ -454,15 +456,15 @@ static void check_required(struct vctx *v)
 		for (int p = 0; p < m->n_params; p++) {
 			const struct smelt_param_def *def = &m->params[p];
 			bool at_slice = recipe_pset_find(&sl->params, m, def->name) >= 0 ||
-					recipe_pset_find(&r->params, m, def->name) >= 0;
+			                recipe_pset_find(&r->params, m, def->name) >= 0;
 			char path[512];
 
 			if (!def->required || at_slice)
 				continue;
 			if (def->scope == SMELT_SCOPE_GLOBAL) {
 				snprintf(path, sizeof(path), "%s%sparameters.%s",
-					 r->uses_slices ? sl->path : "", r->uses_slices ? "." : "",
-					 def->name);
+				         r->uses_slices ? sl->path : "", r->uses_slices ? "." : "",
+				         def->name);
 				err_at(v, path, "required by %s but not set", m->name);
 				continue;
 			}
@@ -472,7 +474,8 @@ static void check_required(struct vctx *v)
 				if ((uses_base(m) && is_base(r, sl, src)) ||
 				    recipe_pset_find(&src->params, m, def->name) >= 0)
 					continue;
-				snprintf(path, sizeof(path), "%s.parameters.%s", src->path, def->name);
+				snprintf(path, sizeof(path), "%s.parameters.%s", src->path,
+				         def->name);
 				err_at(v, path, "required by %s but not set (model %s)", m->name,
 				       src->model ? src->model : "?");
 			}
@@ -508,11 +511,12 @@ static void check_counts(struct vctx *v)
 			/* fall through */
 		case SMELT_BASE_OPTIONAL:
 			if (base && r->uses_slices && !base_listed) {
-				err_at(v, path,
-				       "the base model %s is not one of this slice's sources, so its "
-				       "layers are not available (mergekit: 'Base model not in input "
-				       "tensors'); add it as a source with the same layer_range",
-				       base);
+				err_at(
+				    v, path,
+				    "the base model %s is not one of this slice's sources, so its "
+				    "layers are not available (mergekit: 'Base model not in input "
+				    "tensors'); add it as a source with the same layer_range",
+				    base);
 				continue; /* the model count would only repeat it */
 			}
 			break;
@@ -523,8 +527,9 @@ static void check_counts(struct vctx *v)
 			break;
 		case SMELT_BASE_NONE:
 			if (base)
-				warn_at(v, false, r->uses_slices && sl->base_model ? path : "base_model",
-					"%s does not use a base model (ignored)", m->name);
+				warn_at(v, false,
+				        r->uses_slices && sl->base_model ? path : "base_model",
+				        "%s does not use a base model (ignored)", m->name);
 			if (base_listed)
 				inputs++;
 			break;
@@ -533,15 +538,15 @@ static void check_counts(struct vctx *v)
 			err_at(v, path, "%s needs at least %d model%s%s; %s has %d", m->name,
 			       m->min_models, m->min_models == 1 ? "" : "s",
 			       m->base == SMELT_BASE_REQUIRED || m->base == SMELT_BASE_OPTIONAL
-				       ? " besides the base"
-				       : "",
+			           ? " besides the base"
+			           : "",
 			       r->uses_slices ? "this slice" : "the recipe", inputs);
 		if (m->max_models > 0 && inputs > m->max_models)
 			err_at(v, path, "%s takes at most %d model%s%s; %s has %d", m->name,
 			       m->max_models, m->max_models == 1 ? "" : "s",
 			       m->base == SMELT_BASE_REQUIRED || m->base == SMELT_BASE_OPTIONAL
-				       ? " besides the base"
-				       : "",
+			           ? " besides the base"
+			           : "",
 			       r->uses_slices ? "this slice" : "the recipe", inputs);
 	}
 }
@@ -550,8 +555,8 @@ static void check_counts(struct vctx *v)
 
 static void check_misc(struct vctx *v)
 {
-	static const char *const templates[] = {"auto",	   "alpaca", "chatml",
-						"llama3",  "mistral", "exaone"};
+	static const char *const templates[] = {"auto",   "alpaca",  "chatml",
+	                                        "llama3", "mistral", "exaone"};
 	static const char *const policies[] = {"strict", "common", "mean"};
 	const struct smelt_recipe *r = v->r;
 	const char *tpath = r->has_tokenizer_block ? "tokenizer.source" : "tokenizer_source";

@@ -23,12 +23,12 @@ struct rnode {
 	enum rn_kind kind;
 	bool b;
 	double num;
-	bool is_int;        /* RN_NUM written as an integer */
-	char *str;          /* RN_STR value; for other scalars the text as written */
+	bool is_int;          /* RN_NUM written as an integer */
+	char *str;            /* RN_STR value; for other scalars the text as written */
 	struct rnode **items; /* RN_SEQ items, RN_MAP values */
 	char **keys;          /* RN_MAP keys (scalar text), parallel to items */
 	size_t n;
-	int line;           /* 1-based line in the source text, 0 if unknown */
+	int line; /* 1-based line in the source text, 0 if unknown */
 };
 
 void rnode_free(struct rnode *n);

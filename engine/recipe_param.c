@@ -114,13 +114,13 @@ static int scalar_value(const struct smelt_pvalue *v, double *value, struct smel
 		return 0;
 	if (v->kind == SMELT_PV_STRING)
 		return smelt_fail(err, SMELT_EINVAL, "%s: expected a number, found the string '%s'",
-				  v->path ? v->path : "parameter", v->str);
+		                  v->path ? v->path : "parameter", v->str);
 	return smelt_fail(err, SMELT_EINVAL, "%s: expected a number",
-			  v->path ? v->path : "parameter");
+	                  v->path ? v->path : "parameter");
 }
 
 int smelt_pvalue_eval(const struct smelt_pvalue *v, const char *tensor_name, double t,
-		      double *value, bool *found, struct smelt_err *err)
+                      double *value, bool *found, struct smelt_err *err)
 {
 	size_t k;
 
@@ -130,7 +130,7 @@ int smelt_pvalue_eval(const struct smelt_pvalue *v, const char *tensor_name, dou
 		return 0;
 	if (v->kind == SMELT_PV_CONDS)
 		return smelt_fail(err, SMELT_EINVAL, "%s: nested conditionals",
-				  v->path ? v->path : "parameter");
+		                  v->path ? v->path : "parameter");
 	if (!(t >= 0))
 		t = 0;
 	if (t > 1)
@@ -143,7 +143,8 @@ int smelt_pvalue_eval(const struct smelt_pvalue *v, const char *tensor_name, dou
 	}
 	k = v->n_items;
 	if (k == 0)
-		return smelt_fail(err, SMELT_EINVAL, "%s: empty list", v->path ? v->path : "parameter");
+		return smelt_fail(err, SMELT_EINVAL, "%s: empty list",
+		                  v->path ? v->path : "parameter");
 	if (is_gradient(v)) {
 		double s = t * (double)(k - 1), f, a, b;
 		size_t j = (size_t)floor(s);
@@ -172,8 +173,8 @@ int smelt_pvalue_eval(const struct smelt_pvalue *v, const char *tensor_name, dou
 	}
 }
 
-static int param_index(const struct smelt_pset *ps, const struct smelt_method *m,
-		       const char *param, int want)
+static int param_index(const struct smelt_pset *ps, const struct smelt_method *m, const char *param,
+                       int want)
 {
 	for (size_t i = ps->n; i-- > 0;) {
 		if (strcmp(ps->names[i], param) == 0)
@@ -191,7 +192,7 @@ int recipe_pset_find(const struct smelt_pset *ps, const struct smelt_method *m, 
 
 /* The parameter sets to search, highest precedence first. */
 static size_t levels(const struct smelt_recipe *r, size_t slice, int source, const char *param,
-		     const struct smelt_pset *out[3])
+                     const struct smelt_pset *out[3])
 {
 	const struct smelt_method *m = r->method;
 	const struct smelt_slice *sl;
@@ -214,8 +215,8 @@ static size_t levels(const struct smelt_recipe *r, size_t slice, int source, con
 }
 
 int smelt_recipe_resolve(const struct smelt_recipe *r, size_t slice, int source, const char *param,
-			 const char *tensor_name, double t, double *value, bool *found,
-			 struct smelt_err *err)
+                         const char *tensor_name, double t, double *value, bool *found,
+                         struct smelt_err *err)
 {
 	const struct smelt_pset *ps[3];
 	size_t n = levels(r, slice, source, param, ps);
@@ -235,7 +236,7 @@ int smelt_recipe_resolve(const struct smelt_recipe *r, size_t slice, int source,
 }
 
 const struct smelt_pvalue *smelt_recipe_find(const struct smelt_recipe *r, size_t slice, int source,
-					     const char *param, const char *tensor_name)
+                                             const char *param, const char *tensor_name)
 {
 	const struct smelt_pset *ps[3];
 	size_t n = levels(r, slice, source, param, ps);

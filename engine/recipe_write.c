@@ -295,7 +295,7 @@ char *smelt_recipe_to_yaml(const struct smelt_recipe *r)
 				sb_printf(&b, "\n");
 				if (src->has_range)
 					sb_printf(&b, "        layer_range: [%d, %d]\n",
-						  src->layer_start, src->layer_end);
+					          src->layer_start, src->layer_end);
 				yaml_pset(&b, 8, &src->params);
 			}
 			yaml_key_string(&b, 4, "base_model", sl->base_model);
@@ -363,7 +363,7 @@ static cJSON *json_value(const struct smelt_pvalue *v)
 			goto fail;
 		cJSON_AddItemToArray(a, e);
 		continue;
-fail_item:
+	fail_item:
 		cJSON_Delete(e);
 		goto fail;
 	}
@@ -420,7 +420,7 @@ static bool json_source(cJSON *arr, const struct smelt_source *src)
 static bool json_body(cJSON *root, const struct smelt_recipe *r)
 {
 	bool ok = json_str(root, "merge_method", r->merge_method) &&
-		  json_str(root, "base_model", r->base_model);
+	          json_str(root, "base_model", r->base_model);
 
 	if (ok && !r->uses_slices && r->n_slices) {
 		cJSON *models = cJSON_AddArrayToObject(root, "models");

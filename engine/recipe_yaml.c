@@ -256,10 +256,10 @@ ok:
 void recipe_yaml11_resolve(const char *s, struct rnode *n)
 {
 	static const char *const nulls[] = {"", "~", "null", "Null", "NULL", NULL};
-	static const char *const trues[] = {"yes", "Yes", "YES", "true", "True",
-					    "TRUE", "on", "On", "ON", NULL};
-	static const char *const falses[] = {"no", "No", "NO", "false", "False",
-					     "FALSE", "off", "Off", "OFF", NULL};
+	static const char *const trues[] = {"yes",  "Yes", "YES", "true", "True",
+	                                    "TRUE", "on",  "On",  "ON",   NULL};
+	static const char *const falses[] = {"no",    "No",  "NO",  "false", "False",
+	                                     "FALSE", "off", "Off", "OFF",   NULL};
 
 	if (is_one_of(s, nulls)) {
 		n->kind = RN_NULL;
@@ -373,9 +373,10 @@ static int syntax_error(struct yreader *y)
 	if (!y->failed) {
 		if (p->error == YAML_MEMORY_ERROR)
 			return SMELT_ENOMEM;
-		smelt_diag_add(y->diag, SMELT_DIAG_ERROR, "", "YAML syntax error at line %zu: %s%s%s",
-			       p->problem_mark.line + 1, p->problem ? p->problem : "unreadable",
-			       p->context ? " " : "", p->context ? p->context : "");
+		smelt_diag_add(y->diag, SMELT_DIAG_ERROR, "",
+		               "YAML syntax error at line %zu: %s%s%s", p->problem_mark.line + 1,
+		               p->problem ? p->problem : "unreadable", p->context ? " " : "",
+		               p->context ? p->context : "");
 		y->failed = true;
 	}
 	return SMELT_EFORMAT;
@@ -466,7 +467,7 @@ static int apply_merge_keys(struct yreader *y, struct rnode *n)
 
 			if (src->kind != RN_MAP) {
 				smelt_diag_add(y->diag, SMELT_DIAG_ERROR, "",
-					       "line %d: '<<' must merge a mapping", src->line);
+				               "line %d: '<<' must merge a mapping", src->line);
 				y->failed = true;
 				rnode_free(out);
 				return SMELT_EFORMAT;
@@ -531,8 +532,8 @@ static int read_children(struct yreader *y, struct rnode *n, yaml_event_type_t e
 		if (n->kind == RN_MAP) {
 			if (key->kind == RN_SEQ || key->kind == RN_MAP) {
 				smelt_diag_add(y->diag, SMELT_DIAG_ERROR, "",
-					       "line %d: a mapping key must be a plain scalar",
-					       key->line);
+				               "line %d: a mapping key must be a plain scalar",
+				               key->line);
 				y->failed = true;
 				rnode_free(key);
 				return SMELT_EFORMAT;
@@ -575,7 +576,7 @@ static int read_node(struct yreader *y, yaml_event_t *ev, struct rnode **out)
 			}
 		}
 		smelt_diag_add(y->diag, SMELT_DIAG_ERROR, "", "line %d: unknown alias *%s", line,
-			       (const char *)ev->data.alias.anchor);
+		               (const char *)ev->data.alias.anchor);
 		y->failed = true;
 		return SMELT_EFORMAT;
 	case YAML_SCALAR_EVENT:
@@ -601,13 +602,12 @@ static int read_node(struct yreader *y, yaml_event_t *ev, struct rnode **out)
 		if (rc == 0 && map)
 			rc = apply_merge_keys(y, n);
 		if (rc == 0)
-			rc = remember_anchor(y, map ? ev->data.mapping_start.anchor
-						    : ev->data.sequence_start.anchor,
-					     n);
+			rc = remember_anchor(
+			    y, map ? ev->data.mapping_start.anchor : ev->data.sequence_start.anchor,
+			    n);
 		break;
 	}
-	default:
-		return syntax_error(y);
+	default: return syntax_error(y);
 	}
 	if (rc < 0) {
 		rnode_free(n);
@@ -663,10 +663,11 @@ int recipe_yaml_read(const char *text, size_t len, struct rnode **out, struct sm
 			goto done;
 		}
 		if (ev.type == YAML_DOCUMENT_START_EVENT) {
-			smelt_diag_add(diag, SMELT_DIAG_ERROR, "",
-				       "line %zu: a second YAML document ('---'); a recipe file holds "
-				       "one recipe (multi-stage files are not supported)",
-				       ev.start_mark.line + 1);
+			smelt_diag_add(
+			    diag, SMELT_DIAG_ERROR, "",
+			    "line %zu: a second YAML document ('---'); a recipe file holds "
+			    "one recipe (multi-stage files are not supported)",
+			    ev.start_mark.line + 1);
 			yaml_event_delete(&ev);
 			rc = SMELT_EFORMAT;
 			goto done;

@@ -47,7 +47,7 @@ static bool diag_has(const struct smelt_diag *d, int severity, const char *a, co
 }
 
 static double res(const struct smelt_recipe *r, size_t slice, int src, const char *p,
-		  const char *tensor, double t, bool *found)
+                  const char *tensor, double t, bool *found)
 {
 	double v = -999;
 	struct smelt_err err = {0};
@@ -64,16 +64,16 @@ TEST(yaml11_scalar_typing)
 		enum rn_kind kind;
 		double num;
 	} cases[] = {
-		{"1e-4", RN_STR, 0},	{"1.0e-4", RN_NUM, 1e-4}, {"1.0e4", RN_STR, 0},
-		{"1.0e+4", RN_NUM, 1e4}, {".5", RN_NUM, 0.5},	  {"-.5", RN_STR, 0},
-		{"-0.5", RN_NUM, -0.5},	{"1.", RN_NUM, 1},	  {"1_000", RN_NUM, 1000},
-		{"0x1F", RN_NUM, 31},	{"017", RN_NUM, 15},	  {"0o17", RN_STR, 0},
-		{"0b101", RN_NUM, 5},	{"1:30", RN_NUM, 90},	  {"1:30.5", RN_NUM, 90.5},
-		{"yes", RN_BOOL, 1},	{"No", RN_BOOL, 0},	  {"ON", RN_BOOL, 1},
-		{"off", RN_BOOL, 0},	{"TRUE", RN_BOOL, 1},	  {"tRue", RN_STR, 0},
-		{"y", RN_STR, 0},	{"~", RN_NULL, 0},	  {"null", RN_NULL, 0},
-		{"", RN_NULL, 0},	{"0", RN_NUM, 0},	  {"+12", RN_NUM, 12},
-		{"1.5.2", RN_STR, 0},	{".inf", RN_NUM, INFINITY}, {"-.inf", RN_NUM, -INFINITY},
+	    {"1e-4", RN_STR, 0},     {"1.0e-4", RN_NUM, 1e-4},   {"1.0e4", RN_STR, 0},
+	    {"1.0e+4", RN_NUM, 1e4}, {".5", RN_NUM, 0.5},        {"-.5", RN_STR, 0},
+	    {"-0.5", RN_NUM, -0.5},  {"1.", RN_NUM, 1},          {"1_000", RN_NUM, 1000},
+	    {"0x1F", RN_NUM, 31},    {"017", RN_NUM, 15},        {"0o17", RN_STR, 0},
+	    {"0b101", RN_NUM, 5},    {"1:30", RN_NUM, 90},       {"1:30.5", RN_NUM, 90.5},
+	    {"yes", RN_BOOL, 1},     {"No", RN_BOOL, 0},         {"ON", RN_BOOL, 1},
+	    {"off", RN_BOOL, 0},     {"TRUE", RN_BOOL, 1},       {"tRue", RN_STR, 0},
+	    {"y", RN_STR, 0},        {"~", RN_NULL, 0},          {"null", RN_NULL, 0},
+	    {"", RN_NULL, 0},        {"0", RN_NUM, 0},           {"+12", RN_NUM, 12},
+	    {"1.5.2", RN_STR, 0},    {".inf", RN_NUM, INFINITY}, {"-.inf", RN_NUM, -INFINITY},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -81,10 +81,10 @@ TEST(yaml11_scalar_typing)
 
 		recipe_yaml11_resolve(cases[i].text, &n);
 		CHECK_MSG(n.kind == cases[i].kind, "'%s': kind %d, want %d", cases[i].text, n.kind,
-			  cases[i].kind);
+		          cases[i].kind);
 		if (n.kind == RN_NUM && cases[i].kind == RN_NUM)
 			CHECK_MSG(n.num == cases[i].num, "'%s': %g, want %g", cases[i].text, n.num,
-				  cases[i].num);
+			          cases[i].num);
 		if (n.kind == RN_BOOL)
 			CHECK_MSG(n.b == (cases[i].num != 0), "'%s' bool", cases[i].text);
 	}
@@ -94,9 +94,9 @@ TEST(quoted_scalars_are_strings)
 {
 	struct smelt_diag d = {0};
 	struct smelt_recipe *r = parse("merge_method: linear\n"
-				       "models:\n  - model: a\n    parameters: {weight: '0.5'}\n"
-				       "  - model: \"1.5\"\n    parameters: {weight: 1e-4}\n",
-				       &d);
+	                               "models:\n  - model: a\n    parameters: {weight: '0.5'}\n"
+	                               "  - model: \"1.5\"\n    parameters: {weight: 1e-4}\n",
+	                               &d);
 
 	if (r) {
 		CHECK_EQ_INT(r->slices[0].sources[0].params.values[0].kind, SMELT_PV_STRING);
@@ -114,21 +114,21 @@ TEST(gradient_worked_example)
 {
 	static const int layer[] = {0, 5, 10, 15, 20, 25, 30, 35, 39};
 	static const double want[] = {0.000, 0.256, 0.495, 0.392, 0.321,
-				      0.526, 0.723, 0.877, 1.000};
+	                              0.526, 0.723, 0.877, 1.000};
 	struct smelt_diag d = {0};
 	struct smelt_recipe *r = parse("merge_method: slerp\nbase_model: a\n"
-				       "models: [{model: a}, {model: b}]\n"
-				       "parameters:\n  t: [0, 0.5, 0.3, 0.7, 1]\n",
-				       &d);
+	                               "models: [{model: a}, {model: b}]\n"
+	                               "parameters:\n  t: [0, 0.5, 0.3, 0.7, 1]\n",
+	                               &d);
 
 	for (size_t i = 0; r && i < 9; i++) {
 		bool found;
 		double v = res(r, 0, -1, "t", "model.layers.0.self_attn.q_proj.weight",
-			       smelt_recipe_layer_t(layer[i], 40), &found);
+		               smelt_recipe_layer_t(layer[i], 40), &found);
 
 		CHECK(found);
 		CHECK_MSG(fabs(v - want[i]) < 0.0005, "layer %d: %.4f, want %.3f", layer[i], v,
-			  want[i]);
+		          want[i]);
 	}
 	CHECK_NEAR(smelt_recipe_layer_t(0, 1), 1.0, 0);
 	smelt_recipe_free(r);
@@ -138,29 +138,30 @@ TEST(gradient_worked_example)
 TEST(filters_with_gradients)
 {
 	struct smelt_diag d = {0};
-	struct smelt_recipe *r = parse("slices:\n"
-				       "  - sources:\n"
-				       "      - model: A\n        layer_range: [0, 32]\n"
-				       "      - model: B\n        layer_range: [0, 32]\n"
-				       "merge_method: slerp\nbase_model: A\n"
-				       "parameters:\n  t:\n"
-				       "    - filter: self_attn\n      value: [0, 0.5, 0.3, 0.7, 1]\n"
-				       "    - filter: mlp\n      value: [1, 0.5, 0.7, 0.3, 0]\n"
-				       "    - value: 0.5\n"
-				       "dtype: bfloat16\n",
-				       &d);
+	struct smelt_recipe *r =
+	    parse("slices:\n"
+	          "  - sources:\n"
+	          "      - model: A\n        layer_range: [0, 32]\n"
+	          "      - model: B\n        layer_range: [0, 32]\n"
+	          "merge_method: slerp\nbase_model: A\n"
+	          "parameters:\n  t:\n"
+	          "    - filter: self_attn\n      value: [0, 0.5, 0.3, 0.7, 1]\n"
+	          "    - filter: mlp\n      value: [1, 0.5, 0.7, 0.3, 0]\n"
+	          "    - value: 0.5\n"
+	          "dtype: bfloat16\n",
+	          &d);
 	bool found;
 
 	if (!r)
 		return;
 	CHECK_EQ_INT(smelt_slice_layers(&r->slices[0]), 32);
 	CHECK_NEAR(res(r, 0, -1, "t", "model.layers.31.self_attn.o_proj.weight", 1, &found), 1,
-		   1e-12);
+	           1e-12);
 	CHECK_NEAR(res(r, 0, -1, "t", "model.layers.0.self_attn.o_proj.weight", 0, &found), 0,
-		   1e-12);
+	           1e-12);
 	CHECK_NEAR(res(r, 0, -1, "t", "model.layers.0.mlp.up_proj.weight", 0, &found), 1, 1e-12);
 	CHECK_NEAR(res(r, 0, -1, "t", "model.layers.16.mlp.up_proj.weight", 0.5, &found), 0.7,
-		   1e-12);
+	           1e-12);
 	CHECK_NEAR(res(r, 0, -1, "t", "model.norm.weight", 0, &found), 0.5, 1e-12);
 	CHECK(found);
 	CHECK(r->has_dtype && r->dtype == SMELT_BF16);
@@ -171,33 +172,32 @@ TEST(filters_with_gradients)
 TEST(precedence_and_fallthrough)
 {
 	struct smelt_diag d = {0};
-	struct smelt_recipe *r =
-		parse("merge_method: linear\n"
-		      "slices:\n"
-		      "  - sources:\n"
-		      "      - model: A\n        layer_range: [0, 4]\n"
-		      "        parameters:\n          weight:\n"
-		      "            - filter: mlp\n              value: 0.9\n"
-		      "      - model: B\n        layer_range: [4, 8]\n"
-		      "    parameters:\n      weight: 0.3\n"
-		      "  - sources:\n"
-		      "      - model: A\n        layer_range: [4, 8]\n"
-		      "parameters:\n  weight: [0.1, 0.2]\n  normalize: false\n",
-		      &d);
+	struct smelt_recipe *r = parse("merge_method: linear\n"
+	                               "slices:\n"
+	                               "  - sources:\n"
+	                               "      - model: A\n        layer_range: [0, 4]\n"
+	                               "        parameters:\n          weight:\n"
+	                               "            - filter: mlp\n              value: 0.9\n"
+	                               "      - model: B\n        layer_range: [4, 8]\n"
+	                               "    parameters:\n      weight: 0.3\n"
+	                               "  - sources:\n"
+	                               "      - model: A\n        layer_range: [4, 8]\n"
+	                               "parameters:\n  weight: [0.1, 0.2]\n  normalize: false\n",
+	                               &d);
 	bool found;
 
 	if (!r)
 		return;
 	/* source level wins where its filter matches, else the slice value */
 	CHECK_NEAR(res(r, 0, 0, "weight", "model.layers.0.mlp.up_proj.weight", 0, &found), 0.9, 0);
-	CHECK_NEAR(res(r, 0, 0, "weight", "model.layers.0.self_attn.q_proj.weight", 0, &found),
-		   0.3, 0);
+	CHECK_NEAR(res(r, 0, 0, "weight", "model.layers.0.self_attn.q_proj.weight", 0, &found), 0.3,
+	           0);
 	CHECK_NEAR(res(r, 0, 1, "weight", "model.layers.4.mlp.up_proj.weight", 0, &found), 0.3, 0);
 	/* the second slice has no slice parameters: top level gradient, restarted */
 	CHECK_NEAR(res(r, 1, 0, "weight", "model.layers.4.mlp.up_proj.weight", 0, &found), 0.1,
-		   1e-15);
+	           1e-15);
 	CHECK_NEAR(res(r, 1, 0, "weight", "model.layers.7.mlp.up_proj.weight", 1, &found), 0.2,
-		   1e-15);
+	           1e-15);
 	CHECK_NEAR(res(r, 1, -1, "normalize", "x", 0, &found), 0, 0);
 	CHECK(found);
 	res(r, 1, -1, "lambda", "x", 0, &found);
@@ -211,10 +211,10 @@ TEST(step_list_of_bools_and_strings)
 {
 	struct smelt_diag d = {0};
 	struct smelt_recipe *r = parse("merge_method: ties\nbase_model: b\n"
-				       "models: [{model: x, parameters: {weight: 1}}]\n"
-				       "parameters:\n  normalize: [true, false, true]\n"
-				       "  exclude: ['^lm_head', embed]\n",
-				       &d);
+	                               "models: [{model: x, parameters: {weight: 1}}]\n"
+	                               "parameters:\n  normalize: [true, false, true]\n"
+	                               "  exclude: ['^lm_head', embed]\n",
+	                               &d);
 	bool found;
 	const struct smelt_pvalue *ex;
 
@@ -235,18 +235,19 @@ TEST(step_list_of_bools_and_strings)
 TEST(json_matches_yaml)
 {
 	struct smelt_diag d = {0};
-	struct smelt_recipe *y = parse("merge_method: ties\nbase_model: base\n"
-				       "models:\n  - model: a\n    parameters:\n      weight: 0.5\n"
-				       "      density: [0.2, 0.8]\n  - model: base\n"
-				       "parameters:\n  normalize: true\n  t:\n"
-				       "    - filter: mlp\n      value: 1\ndtype: float16\nseed: 42\n",
-				       &d);
-	struct smelt_recipe *j = parse(
-		"{\"merge_method\": \"ties\", \"base_model\": \"base\", \"models\": ["
-		"{\"model\": \"a\", \"parameters\": {\"weight\": 0.5, \"density\": [0.2, 0.8]}},"
-		"{\"model\": \"base\"}], \"parameters\": {\"normalize\": true, \"t\": "
-		"[{\"filter\": \"mlp\", \"value\": 1}]}, \"dtype\": \"float16\", \"seed\": 42}",
-		&d);
+	struct smelt_recipe *y =
+	    parse("merge_method: ties\nbase_model: base\n"
+	          "models:\n  - model: a\n    parameters:\n      weight: 0.5\n"
+	          "      density: [0.2, 0.8]\n  - model: base\n"
+	          "parameters:\n  normalize: true\n  t:\n"
+	          "    - filter: mlp\n      value: 1\ndtype: float16\nseed: 42\n",
+	          &d);
+	struct smelt_recipe *j =
+	    parse("{\"merge_method\": \"ties\", \"base_model\": \"base\", \"models\": ["
+	          "{\"model\": \"a\", \"parameters\": {\"weight\": 0.5, \"density\": [0.2, 0.8]}},"
+	          "{\"model\": \"base\"}], \"parameters\": {\"normalize\": true, \"t\": "
+	          "[{\"filter\": \"mlp\", \"value\": 1}]}, \"dtype\": \"float16\", \"seed\": 42}",
+	          &d);
 	char *jy = y ? smelt_recipe_to_json(y) : NULL, *jj = j ? smelt_recipe_to_json(j) : NULL;
 
 	CHECK(jy && jj && strcmp(jy, jj) == 0);
@@ -264,19 +265,19 @@ TEST(json_matches_yaml)
 TEST(writers_round_trip)
 {
 	static const char *const texts[] = {
-		"merge_method: slerp\nbase_model: 'yes'\nslices:\n  - sources:\n"
-		"      - model: 'yes'\n        layer_range: [0, 8]\n"
-		"      - model: 'org/b: c'\n        layer_range: [8, 16]\n"
-		"        parameters: {weight: -.inf}\n"
-		"    parameters:\n      t: [0, 1.0e-5, 0.3333333333333333]\n"
-		"parameters:\n  t:\n    - filter: '*'\n      value: 0.25\n    - value: [1, 2]\n"
-		"  exclude: ['^model.embed', '0x10', 'a, [b]']\n  zeros: [-0.0, 0]\n"
-		"dtype: torch.bfloat16\nout_dtype: float16\ntokenizer:\n  source: base\n"
-		"chat_template: \"{% for m in messages %}{{ m.content }}\\n{% endfor %}\"\n"
-		"seed: 18446744073709551615\nembed_policy: mean\n"
-		"chat_template: \"{{ x }} \\u2028 \\x85 \\ufeff \\U0001F600 \\u00e9 \\t tail\"\n",
-		"{\"merge_method\":\"linear\",\"models\":[{\"model\":\"~/m\",\"parameters\":"
-		"{\"weight\":1e-05}},{\"model\":\"2024-01-31\"}],\"tokenizer_source\":\"base\"}"};
+	    "merge_method: slerp\nbase_model: 'yes'\nslices:\n  - sources:\n"
+	    "      - model: 'yes'\n        layer_range: [0, 8]\n"
+	    "      - model: 'org/b: c'\n        layer_range: [8, 16]\n"
+	    "        parameters: {weight: -.inf}\n"
+	    "    parameters:\n      t: [0, 1.0e-5, 0.3333333333333333]\n"
+	    "parameters:\n  t:\n    - filter: '*'\n      value: 0.25\n    - value: [1, 2]\n"
+	    "  exclude: ['^model.embed', '0x10', 'a, [b]']\n  zeros: [-0.0, 0]\n"
+	    "dtype: torch.bfloat16\nout_dtype: float16\ntokenizer:\n  source: base\n"
+	    "chat_template: \"{% for m in messages %}{{ m.content }}\\n{% endfor %}\"\n"
+	    "seed: 18446744073709551615\nembed_policy: mean\n"
+	    "chat_template: \"{{ x }} \\u2028 \\x85 \\ufeff \\U0001F600 \\u00e9 \\t tail\"\n",
+	    "{\"merge_method\":\"linear\",\"models\":[{\"model\":\"~/m\",\"parameters\":"
+	    "{\"weight\":1e-05}},{\"model\":\"2024-01-31\"}],\"tokenizer_source\":\"base\"}"};
 
 	for (size_t i = 0; i < 2; i++) {
 		struct smelt_diag d = {0};
@@ -295,7 +296,7 @@ TEST(writers_round_trip)
 		jb = b ? smelt_recipe_to_json(b) : NULL;
 		jc = c ? smelt_recipe_to_json(c) : NULL;
 		CHECK_MSG(jb && strcmp(ja, jb) == 0, "yaml round trip differs:\n%s\n---\n%s\n%s", y,
-			  ja, jb ? jb : "");
+		          ja, jb ? jb : "");
 		CHECK_MSG(jc && strcmp(ja, jc) == 0, "json round trip differs");
 		if (i == 0) {
 			CHECK_STR_CONTAINS(y, "t: [0, 1.0e-05, 0.3333333333333333]");
@@ -304,7 +305,7 @@ TEST(writers_round_trip)
 			CHECK(b && b->seed == 18446744073709551615ull);
 		}
 		CHECK_EQ_INT(smelt_diag_errors(&d), 0);
-next:
+	next:
 		free(ja);
 		free(y);
 		free(jb);
@@ -320,9 +321,9 @@ TEST(duplicate_keys_keep_last)
 {
 	struct smelt_diag d = {0};
 	struct smelt_recipe *r = parse("merge_method: ties\nmodels:\n  - model: a\n"
-				       "merge_method: task_arithmetic\nbase_model: b\n"
-				       "models:\n  - model: c\n    parameters: {weight: 1}\n",
-				       &d);
+	                               "merge_method: task_arithmetic\nbase_model: b\n"
+	                               "models:\n  - model: c\n    parameters: {weight: 1}\n",
+	                               &d);
 
 	if (!r)
 		return;
@@ -339,15 +340,15 @@ TEST(structural_errors_all_reported)
 {
 	struct smelt_diag d = {0};
 	struct smelt_recipe *r =
-		parse("merge_method: passthrough\nmodules: {}\n"
-		      "tokenzer_source: union\n"
-		      "slices:\n  - sources:\n      - model: a\n        layer_range: [8, 4]\n"
-		      "      - model: b\n        layer_range: [0, 2]\n"
-		      "  - sources:\n      - model: c\n"
-		      "dtype: int64\nout_dtype: bfloat61\n"
-		      "tokenizer:\n  source: union\n  tokens: {}\n"
-		      "chat_template: chatlm\nembed_policy: median\n",
-		      &d);
+	    parse("merge_method: passthrough\nmodules: {}\n"
+	          "tokenzer_source: union\n"
+	          "slices:\n  - sources:\n      - model: a\n        layer_range: [8, 4]\n"
+	          "      - model: b\n        layer_range: [0, 2]\n"
+	          "  - sources:\n      - model: c\n"
+	          "dtype: int64\nout_dtype: bfloat61\n"
+	          "tokenizer:\n  source: union\n  tokens: {}\n"
+	          "chat_template: chatlm\nembed_policy: median\n",
+	          &d);
 	char *txt;
 
 	if (!r)
@@ -355,8 +356,10 @@ TEST(structural_errors_all_reported)
 	smelt_recipe_validate(r, false, &d);
 	txt = smelt_diag_format(&d);
 	CHECK(diag_has(&d, SMELT_DIAG_ERROR, "modules", "not supported"));
-	CHECK(diag_has(&d, SMELT_DIAG_WARNING, "tokenzer_source", "did you mean 'tokenizer_source'"));
-	CHECK(diag_has(&d, SMELT_DIAG_ERROR, "slices[0].sources[0].layer_range", "end is exclusive"));
+	CHECK(
+	    diag_has(&d, SMELT_DIAG_WARNING, "tokenzer_source", "did you mean 'tokenizer_source'"));
+	CHECK(
+	    diag_has(&d, SMELT_DIAG_ERROR, "slices[0].sources[0].layer_range", "end is exclusive"));
 	CHECK(diag_has(&d, SMELT_DIAG_ERROR, "slices[1].sources[0].layer_range", "missing"));
 	CHECK(diag_has(&d, SMELT_DIAG_ERROR, "dtype", "int64"));
 	CHECK(diag_has(&d, SMELT_DIAG_ERROR, "out_dtype", "did you mean 'bfloat16'"));
@@ -376,9 +379,9 @@ TEST(models_entries)
 {
 	struct smelt_diag d = {0};
 	struct smelt_recipe *r = parse("merge_method: linear\nmodels:\n  - just/a-name\n"
-				       "  - model: org/m+org/lora\n    parameters: {weight: 1}\n"
-				       "  - model: org/with space -\n    layer_range: [0, 2]\n",
-				       &d);
+	                               "  - model: org/m+org/lora\n    parameters: {weight: 1}\n"
+	                               "  - model: org/with space -\n    layer_range: [0, 2]\n",
+	                               &d);
 
 	if (!r)
 		return;
@@ -408,12 +411,13 @@ TEST(home_expansion)
 TEST(anchors_and_merge_keys)
 {
 	struct smelt_diag d = {0};
-	struct smelt_recipe *r = parse("merge_method: ties\nbase_model: b\n"
-				       "models:\n"
-				       "  - model: x\n    parameters: &p {weight: 0.5, density: 0.4}\n"
-				       "  - model: y\n    parameters:\n      <<: *p\n      weight: 0.7\n"
-				       "  - model: z\n    parameters: *p\n",
-				       &d);
+	struct smelt_recipe *r =
+	    parse("merge_method: ties\nbase_model: b\n"
+	          "models:\n"
+	          "  - model: x\n    parameters: &p {weight: 0.5, density: 0.4}\n"
+	          "  - model: y\n    parameters:\n      <<: *p\n      weight: 0.7\n"
+	          "  - model: z\n    parameters: *p\n",
+	          &d);
 	bool found;
 
 	if (!r)
@@ -467,25 +471,25 @@ TEST(method_checks)
 
 	memset(&d, 0, sizeof(d));
 	r = parse("merge_method: ties\nbase_model: b\nmodels:\n  - model: b\n"
-		  "  - model: a\n    parameters: {weight: 1, density: 1.5}\n  - model: c\n"
-		  "parameters:\n  nomalize: true\n  int8_mask: 1\n  lambda: yes\n",
-		  &d);
+	          "  - model: a\n    parameters: {weight: 1, density: 1.5}\n  - model: c\n"
+	          "parameters:\n  nomalize: true\n  int8_mask: 1\n  lambda: yes\n",
+	          &d);
 	if (r) {
 		char *txt;
 
 		CHECK(smelt_recipe_validate(r, false, &d) == SMELT_EINVAL);
 		txt = smelt_diag_format(&d);
 		CHECK_STR_CONTAINS(txt, "recipe.yml: models[2].parameters.weight: required by ties "
-					"but not set");
+		                        "but not set");
 		CHECK(!diag_has(&d, 0, "models[0].parameters.weight", NULL)); /* base exempt */
 		CHECK(diag_has(&d, SMELT_DIAG_WARNING, "parameters.nomalize",
-			       "did you mean 'normalize'"));
+		               "did you mean 'normalize'"));
 		CHECK(diag_has(&d, SMELT_DIAG_ERROR, "parameters.lambda", "bool"));
-		if (smelt_method_find("ties")->params[smelt_method_param(smelt_method_find("ties"),
-									 "density")]
-			    .max < 1.5)
+		if (smelt_method_find("ties")
+		        ->params[smelt_method_param(smelt_method_find("ties"), "density")]
+		        .max < 1.5)
 			CHECK(diag_has(&d, SMELT_DIAG_ERROR, "models[1].parameters.density",
-				       "outside"));
+			               "outside"));
 		free(txt);
 		CHECK(r->method == smelt_method_find("ties"));
 	}
@@ -495,8 +499,8 @@ TEST(method_checks)
 	/* --strict turns unknown keys and parameters into errors */
 	memset(&d, 0, sizeof(d));
 	r = parse("merge_method: ties\nbase_model: b\nmodels:\n  - model: a\n"
-		  "    parameters: {weight: 1, densty: 0.5}\nname: x\n",
-		  &d);
+	          "    parameters: {weight: 1, densty: 0.5}\nname: x\n",
+	          &d);
 	if (r) {
 		CHECK(smelt_recipe_validate(r, false, &d) == 0);
 		CHECK(smelt_recipe_validate(r, true, &d) == SMELT_EINVAL);
@@ -515,9 +519,9 @@ TEST(base_and_counts)
 	if (!have("slerp") || !have("model_stock"))
 		return;
 	r = parse("merge_method: slerp\nbase_model: C\nslices:\n  - sources:\n"
-		  "      - model: A\n        layer_range: [0, 4]\n"
-		  "      - model: B\n        layer_range: [0, 4]\nparameters: {t: 0.5}\n",
-		  &d);
+	          "      - model: A\n        layer_range: [0, 4]\n"
+	          "      - model: B\n        layer_range: [0, 4]\nparameters: {t: 0.5}\n",
+	          &d);
 	if (r)
 		CHECK(smelt_recipe_validate(r, false, &d) == SMELT_EINVAL);
 	CHECK(diag_has(&d, SMELT_DIAG_ERROR, "slices[0]", "not one of this slice's sources"));
@@ -549,9 +553,9 @@ TEST(damaged_recipes_are_handled)
 {
 	static const char punct[] = ":-[]{}\n #'\"0.,&*!|>~\t";
 	static const char *const params[] = {"weight", "t", "density", "normalize", "lambda"};
-	static const char *const tensors[] = {"model.embed_tokens.weight",
-					      "model.layers.3.self_attn.q_proj.weight",
-					      "model.layers.3.mlp.up_proj.weight", "lm_head.weight"};
+	static const char *const tensors[] = {
+	    "model.embed_tokens.weight", "model.layers.3.self_attn.q_proj.weight",
+	    "model.layers.3.mlp.up_proj.weight", "lm_head.weight"};
 	char dir[1024], path[1400];
 	unsigned long long rng = 88172645463325252ull;
 	int parsed = 0;
@@ -621,10 +625,11 @@ TEST(damaged_recipes_are_handled)
 							double v;
 							bool found;
 
-							smelt_recipe_resolve(r, s, (int)t - 1, params[p],
-									     tensors[t], t / 3.0, &v,
-									     &found, NULL);
-							smelt_recipe_find(r, s, 0, params[p], tensors[t]);
+							smelt_recipe_resolve(
+							    r, s, (int)t - 1, params[p], tensors[t],
+							    t / 3.0, &v, &found, NULL);
+							smelt_recipe_find(r, s, 0, params[p],
+							                  tensors[t]);
 						}
 				a = smelt_recipe_to_json(r);
 				b = smelt_recipe_to_yaml(r);

@@ -28,9 +28,9 @@ static const struct {
 	const char *error_text;
 	const char *why;
 } deviations[] = {
-	{"22-", "union tokenizers", "smelt does not build union tokenizers"},
-	{"42-", "LoRA", "model+LoRA references are refused up front"},
-	{"44-", "union tokenizers", "smelt does not build union tokenizers"},
+    {"22-", "union tokenizers", "smelt does not build union tokenizers"},
+    {"42-", "LoRA", "model+LoRA references are refused up front"},
+    {"44-", "union tokenizers", "smelt does not build union tokenizers"},
 };
 
 /* Recipes that --strict refuses although the index lists no unknown key:
@@ -97,7 +97,8 @@ static bool has_error_text(const struct smelt_diag *d, const char *text)
 static const char *deviation(const char *file)
 {
 	for (size_t i = 0; i < sizeof(deviations) / sizeof(deviations[0]); i++)
-		if (strncmp(file, deviations[i].file_prefix, strlen(deviations[i].file_prefix)) == 0)
+		if (strncmp(file, deviations[i].file_prefix, strlen(deviations[i].file_prefix)) ==
+		    0)
 			return deviations[i].error_text;
 	return NULL;
 }
@@ -110,7 +111,7 @@ static void check_refs(const char *file, const struct smelt_recipe *r, const cJS
 	const cJSON *it;
 
 	CHECK_MSG((int)r->n_model_refs == want, "%s: %zu distinct models, index says %d", file,
-		  r->n_model_refs, want);
+	          r->n_model_refs, want);
 	cJSON_ArrayForEach(it, refs)
 	{
 		bool found = false;
@@ -121,7 +122,7 @@ static void check_refs(const char *file, const struct smelt_recipe *r, const cJS
 	}
 	if (cJSON_IsString(base))
 		CHECK_MSG(r->base_model && strcmp(r->base_model, base->valuestring) == 0,
-			  "%s: base_model '%s'", file, r->base_model ? r->base_model : "(none)");
+		          "%s: base_model '%s'", file, r->base_model ? r->base_model : "(none)");
 	else
 		CHECK_MSG(!r->base_model, "%s: unexpected base_model", file);
 }
@@ -137,7 +138,7 @@ static void check_layers(const char *file, const struct smelt_recipe *r, const c
 	for (size_t s = 0; s < r->n_slices; s++)
 		total += smelt_slice_layers(&r->slices[s]);
 	CHECK_MSG(total == out->valueint, "%s: %d output layers, index says %d", file, total,
-		  out->valueint);
+	          out->valueint);
 }
 
 static bool pset_has(const struct smelt_pset *ps, const char *name)
@@ -171,10 +172,11 @@ static void check_levels(const char *file, const struct smelt_recipe *r, const c
 					found |= pset_has(&sl->params, p->string);
 				for (size_t i = 0; i < sl->n_sources; i++)
 					if (strcmp(l, "model") == 0 || strcmp(l, "source") == 0)
-						found |= pset_has(&sl->sources[i].params, p->string);
+						found |=
+						    pset_has(&sl->sources[i].params, p->string);
 			}
 			CHECK_MSG(found, "%s: parameter %s not found at level %s", file, p->string,
-				  l);
+			          l);
 		}
 	}
 }
@@ -193,10 +195,10 @@ static void check_writers(const char *file, const struct smelt_recipe *r)
 		ja = a ? smelt_recipe_to_json(a) : NULL;
 		jb = b ? smelt_recipe_to_json(b) : NULL;
 		CHECK_MSG(ja && strcmp(ja, json) == 0, "%s: YAML writer round trip differs:\n%s",
-			  file, yaml);
+		          file, yaml);
 		CHECK_MSG(jb && strcmp(jb, json) == 0, "%s: JSON writer round trip differs", file);
 		CHECK_MSG(smelt_diag_warnings(&d) == 0 && smelt_diag_errors(&d) == 0,
-			  "%s: written recipe has diagnostics", file);
+		          "%s: written recipe has diagnostics", file);
 	}
 	free(json);
 	free(yaml);
@@ -213,7 +215,7 @@ static void check_entry(const cJSON *e)
 	const char *status = cJSON_GetObjectItem(e, "mergekit_status")->valuestring;
 	const char *method = cJSON_GetObjectItem(e, "merge_method")->valuestring;
 	const cJSON *keys[2] = {cJSON_GetObjectItem(e, "unknown_keys"),
-				cJSON_GetObjectItem(e, "unknown_params")};
+	                        cJSON_GetObjectItem(e, "unknown_params")};
 	const char *dev = deviation(file);
 	struct smelt_recipe *r = NULL;
 	struct smelt_diag d = {0}, ds = {0};
@@ -243,12 +245,12 @@ static void check_entry(const cJSON *e)
 		const cJSON *it;
 
 		cJSON_ArrayForEach(it, keys[k])
-			CHECK_MSG(warned_about(&d, it->valuestring), "%s: no warning names '%s'",
-				  file, it->valuestring);
+		    CHECK_MSG(warned_about(&d, it->valuestring), "%s: no warning names '%s'", file,
+		              it->valuestring);
 	}
 	if (dev) {
 		CHECK_MSG(has_error_text(&d, dev), "%s: expected smelt's error about '%s'", file,
-			  dev);
+		          dev);
 	} else if (strcmp(status, "schema_ok_runtime_error") == 0) {
 		CHECK_MSG(smelt_diag_errors(&d) > 0, "%s: expected an error", file);
 	} else {
@@ -272,8 +274,8 @@ static void check_entry(const cJSON *e)
 		smelt_recipe_load(path, &rs, &ds);
 		if (rs)
 			CHECK_MSG((smelt_recipe_validate(rs, true, &ds) != 0) == has_unknown,
-				  "%s: strict validation %s", file,
-				  has_unknown ? "passed" : "failed");
+			          "%s: strict validation %s", file,
+			          has_unknown ? "passed" : "failed");
 		smelt_recipe_free(rs);
 	}
 	check_refs(file, r, e);
@@ -297,9 +299,9 @@ TEST(corpus)
 	/* An empty registry is not "methods still being written": it means the
 	 * method objects were not linked into this program at all. */
 	CHECK_MSG(smelt_method_count() > 0,
-		  "the method registry is empty: no method object was linked in (weak "
-		  "references in engine/methods/registry.c do not pull members out of the "
-		  "static engine library)");
+	          "the method registry is empty: no method object was linked in (weak "
+	          "references in engine/methods/registry.c do not pull members out of the "
+	          "static engine library)");
 	check_shared("testdata/mergekit-recipes", corpus_dir, sizeof(corpus_dir));
 	snprintf(index, sizeof(index), "%s/index.json", corpus_dir);
 	text = read_text(index);

@@ -95,7 +95,7 @@ struct smelt_recipe {
 	char *merge_method;
 	char *base_model; /* NULL if none */
 	bool uses_slices; /* slices: syntax; otherwise models: became ONE slice whose sources
-			     have has_range=false */
+	                     have has_range=false */
 	struct smelt_slice *slices;
 	size_t n_slices;
 	struct smelt_pset params; /* top-level parameters */
@@ -107,12 +107,12 @@ struct smelt_recipe {
 	bool has_seed;
 	uint64_t seed;
 	char *embed_policy; /* NULL (= "strict") | "strict" | "common" | "mean": smelt's key for
-			       differing vocab sizes */
+	                       differing vocab sizes */
 	char **model_refs;
-	size_t n_model_refs;  /* distinct references, order of first appearance, base included */
-	char *source_text;    /* the original text, verbatim, for the model card */
+	size_t n_model_refs; /* distinct references, order of first appearance, base included */
+	char *source_text;   /* the original text, verbatim, for the model card */
 	bool source_is_yaml;
-	char *source_name;    /* file name given to parse/load (messages), may be NULL */
+	char *source_name; /* file name given to parse/load (messages), may be NULL */
 
 	/* Set by smelt_recipe_validate() so resolution honours parameter
 	 * scope and aliases; NULL before validation (then a name is matched
@@ -126,7 +126,7 @@ struct smelt_diag_item {
 	int severity; /* SMELT_DIAG_ERROR=2, SMELT_DIAG_WARNING=1 */
 	char *path;   /* key path ("models[1].parameters.weight"), "" for the whole recipe */
 	char *msg;
-	bool strict;  /* an unknown key/parameter: validate(strict=true) makes it an error */
+	bool strict; /* an unknown key/parameter: validate(strict=true) makes it an error */
 };
 
 struct smelt_diag {
@@ -141,7 +141,7 @@ size_t smelt_diag_warnings(const struct smelt_diag *d);
 /* Add one item (path may be NULL or ""). Allocation failures are dropped
  * silently: a diag is best effort and never fails its caller. */
 void smelt_diag_add(struct smelt_diag *d, int severity, const char *path, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 /* "<file>: <path>: <msg>" lines (file and path omitted when empty), errors
  * first, each ending in '\n', into a malloc'd string ("" when empty; NULL
  * only when out of memory). */
@@ -153,7 +153,7 @@ char *smelt_diag_format(const struct smelt_diag *d);
  * leave nothing to merge (no merge_method, not a mapping, syntax error):
  * then SMELT_EINVAL / SMELT_EFORMAT and *out = NULL. */
 int smelt_recipe_parse(const char *text, size_t len, const char *what, struct smelt_recipe **out,
-		       struct smelt_diag *diag);
+                       struct smelt_diag *diag);
 int smelt_recipe_load(const char *path, struct smelt_recipe **out, struct smelt_diag *diag);
 
 /* Method-aware checks, every problem added to diag. Returns SMELT_EINVAL if
@@ -175,17 +175,17 @@ void smelt_recipe_free(struct smelt_recipe *r);
  * Fails (SMELT_EINVAL) on a value that is not a number (a non-numeric
  * string, a string list), naming its key path. */
 int smelt_recipe_resolve(const struct smelt_recipe *r, size_t slice, int source, const char *param,
-			 const char *tensor_name, double t, double *value, bool *found,
-			 struct smelt_err *err);
+                         const char *tensor_name, double t, double *value, bool *found,
+                         struct smelt_err *err);
 /* The raw value that applies (for list-typed params like WIDEN's `exclude`
  * regex list), NULL if unset. CONDS are resolved against tensor_name (may be
  * NULL: then only unfiltered / "*" conditionals match). */
 const struct smelt_pvalue *smelt_recipe_find(const struct smelt_recipe *r, size_t slice, int source,
-					     const char *param, const char *tensor_name);
+                                             const char *param, const char *tensor_name);
 
 /* Evaluate one value at position t for tensor_name (no precedence). */
 int smelt_pvalue_eval(const struct smelt_pvalue *v, const char *tensor_name, double t,
-		      double *value, bool *found, struct smelt_err *err);
+                      double *value, bool *found, struct smelt_err *err);
 
 /* Read a scalar as a number the way pydantic coerces it into a float:
  * NUMBER, BOOL (0/1), or a STRING holding a number ("1e-5", " 2 ").
@@ -210,6 +210,6 @@ char *smelt_model_ref_expand(const char *ref);
 
 char *smelt_recipe_to_json(const struct smelt_recipe *r); /* malloc'd, pretty */
 char *smelt_recipe_to_yaml(const struct smelt_recipe *r); /* malloc'd, mergekit style, numeric
-							     lists in flow style */
+                                                             lists in flow style */
 
 #endif

@@ -15,8 +15,8 @@ static void exercise(const struct smelt_recipe *r)
 {
 	static const char *const params[] = {"weight", "t", "density", "normalize", "exclude"};
 	static const char *const tensors[] = {"model.embed_tokens.weight",
-					      "model.layers.1.self_attn.q_proj.weight",
-					      "model.layers.1.mlp.down_proj.weight", NULL};
+	                                      "model.layers.1.self_attn.q_proj.weight",
+	                                      "model.layers.1.mlp.down_proj.weight", NULL};
 
 	for (size_t s = 0; s < r->n_slices; s++)
 		for (size_t p = 0; p < 5; p++)
@@ -25,7 +25,7 @@ static void exercise(const struct smelt_recipe *r)
 				bool found;
 
 				smelt_recipe_resolve(r, s, t - 1, params[p], tensors[t], t / 3.0,
-						     &v, &found, NULL);
+				                     &v, &found, NULL);
 				smelt_recipe_find(r, s, t - 1, params[p], tensors[t]);
 			}
 }
