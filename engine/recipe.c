@@ -802,8 +802,9 @@ static int build_models(struct bctx *c, const struct rnode *v)
 static int build_slice(struct bctx *c, const struct rnode *n, const char *path,
                        struct smelt_slice *sl)
 {
-	static const char *const keys[] = {"sources", "base_model", "parameters"};
-	const struct rnode *src;
+	static const char *const keys[] = {"sources", "base_model", "parameters",
+	                                   "residual_weight"};
+	const struct rnode *src, *rw;
 	char *sp;
 
 	sl->path = dup_or_fail(c, path);
@@ -812,7 +813,15 @@ static int build_slice(struct bctx *c, const struct rnode *n, const char *path,
 		               "expected a mapping with 'sources:', found %s", kind_word(n));
 		return 0;
 	}
-	check_keys(c, n, path, keys, 3, "a slice");
+	check_keys(c, n, path, keys, 4, "a slice");
+	rw = map_get(n, "residual_weight");
+	if (rw && rw->kind != RN_NULL) {
+		char *p = child_path(c, path, "residual_weight");
+
+		/* in mergekit's slice schema, but nothing reads it */
+		diag_unknown(c->diag, p, "has no effect (ignored, as in mergekit)");
+		free(p);
+	}
 	sl->base_model = get_model_ref(c, n, "base_model", path, false);
 	src = map_get(n, "sources");
 	sp = child_path(c, path, "sources");
