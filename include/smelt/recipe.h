@@ -2,9 +2,10 @@
  * recipe.h: merge recipes (mergekit YAML or JSON), parsed into one tree,
  * validated against the method registry, and resolved per tensor.
  *
- * Owned by the recipe module (engine/recipe.c, recipe_yaml.c, recipe_param.c,
- * recipe_write.c). The planner, the CLI and the TUI read the tree; only this
- * module allocates or frees it.
+ * Owned by the recipe module (engine/recipe.c, recipe_yaml.c, recipe_check.c,
+ * recipe_param.c, recipe_write.c; private header engine/recipe_int.h). The
+ * planner, the CLI and the TUI read the tree; only this module allocates or
+ * frees it. docs/recipes.md describes the format for users.
  *
  * Invariants of a parsed struct smelt_recipe:
  *   - every string is malloc'd and owned by the tree; NULL means "absent";
@@ -14,8 +15,9 @@
  *     when listed), so models[i].parameters is the source level of the
  *     precedence;
  *   - model_refs lists each distinct model reference once, in order of first
- *     appearance, the base model included (references are compared as
- *     written, like mergekit: "/a/b" and "//a/b" are two models);
+ *     appearance in the text, the base model included (references are
+ *     compared as written, like mergekit: "/a/b" and "//a/b" are two
+ *     models); a tokenizer_source model is not in the list;
  *   - a parameter value keeps the shape it was written in (scalar, gradient,
  *     step list, conditionals) and its key path for messages;
  *   - YAML 1.1 scalars are typed as PyYAML (mergekit) types them; a numeric
@@ -168,8 +170,8 @@ void smelt_recipe_free(struct smelt_recipe *r);
  * params pass source = -1 and the OUTPUT tensor name; for MODEL-scope params
  * pass the source index and that model's INPUT tensor name. t = position in
  * the slice (i/(L-1), 1 if L==1; 0 for embeddings / final norm / lm_head).
- * Gradients interpolate piecewise-linearly (methods.md §2); non-numeric lists
- * are step functions; CONDS: first match wins, no match falls through to the
+ * Gradients interpolate piecewise-linearly (methods.md §2); lists holding a
+ * bool or a non-numeric string are step functions; CONDS: first match wins, no match falls through to the
  * next level. Bools resolve to 0/1, numeric strings to their number.
  * *found=false when nothing sets it (the caller applies the method default).
  * Fails (SMELT_EINVAL) on a value that is not a number (a non-numeric
