@@ -13,15 +13,18 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 SMELT_BIN=${1:-${SMELT_BIN:-$here/../build/smelt}}
 samples=${2:-40}
+export TUI_POLL=${TUI_POLL:-0.005}
 . "$here/../tests/tui_lib.bash"
 
 tmp=$(mktemp -d)
 trap 'tui_cleanup; rm -rf "$tmp"' EXIT
 export XDG_CACHE_HOME="$tmp/cache" HF_HUB_CACHE="$tmp/hf"
-TUI_BIG_LAYERS=${TUI_BIG_LAYERS:-16} tui_big_family "$tmp/big"
+TUI_BIG_LAYERS=${TUI_BIG_LAYERS:-48} tui_big_family "$tmp/big"
 
 tui_start 140 45 "cd '$tmp' && TERM=xterm-256color '$SMELT_BIN' tui -o '$tmp/out' '$tmp/big/base' '$tmp/big/ft' '$tmp/big/pt'"
 tui_wait "magnitude divergence" 60 >/dev/null
+# Let the divergence analysis finish first: this measures the merge alone.
+tui_wait_gone "computing" 300 >/dev/null
 tui_keys 4 j j j +
 tui_wait "press r to merge" 120 >/dev/null
 tui_keys r

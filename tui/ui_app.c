@@ -476,8 +476,8 @@ static void handle_msg(struct ui_app *app, struct ui_msg *m)
 	switch (m->type) {
 	case UI_MSG_CKPT_OPENED: work_on_opened(app, m); break;
 	case UI_MSG_CACHE_SCANNED: work_on_cache(app, m); break;
-	case UI_MSG_STATS_CELL:
-	case UI_MSG_STATS_DONE: work_stats_poll(app); break;
+	case UI_MSG_STATS_CELL: work_stats_poll(app); break;
+	case UI_MSG_STATS_DONE: work_on_stats_done(app, m); break;
 	case UI_MSG_VALIDATED: work_on_validated(app, m); break;
 	case UI_MSG_MERGE_DONE: work_on_merged(app, m); break;
 	case UI_MSG_HUB_DONE: work_on_pulled(app, m); break;
@@ -529,8 +529,6 @@ int app_run(struct ui_app *app)
 			handle_msg(app, &m);
 		while (!app->quit && (ch = getch()) != ERR)
 			handle_key(app, ch);
-		if (app->stats_running)
-			work_stats_poll(app);
 		if (app->term_flag && *app->term_flag)
 			app->quit = true;
 	}

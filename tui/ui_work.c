@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "ui_recipe.h"
 #include "ui_work.h"
@@ -32,6 +34,16 @@ static int spawn(pthread_t *th, void *(*fn)(void *), void *arg, bool detached)
 		pthread_detach(th ? *th : local);
 	}
 	return rc;
+}
+
+/* Heavy workers run at a lower priority (Linux applies nice per thread and
+ * threads they create inherit it), so on a busy machine the UI thread still
+ * gets the CPU at once when a key arrives. */
+static void lower_priority(void)
+{
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), 10) != 0) {
+		/* Not fatal: the UI is merely less snappy under load. */
+	}
 }
 
 /* ---- opening checkpoints ---- */
@@ -222,6 +234,7 @@ static void *pull_main(void *arg)
 	struct smelt_err err;
 	int rc;
 
+	lower_priority();
 	memset(&o, 0, sizeof(o));
 	smelt_err_clear(&err);
 	o.repo = job->repo;
@@ -305,7 +318,7 @@ void work_stats_stop(struct ui_app *app)
 		return;
 	if (app->stats_running) {
 		smelt_stats_cancel(app->stats);
-		smelt_stats_wait(app->stats, NULL);
+		pthread_join(app->stats_thread, NULL);
 		app->stats_running = false;
 	}
 	smelt_stats_free(app->stats);
@@ -332,10 +345,32 @@ static void collect_excludes(const struct ui_settings *s)
 	}
 }
 
+struct stats_job {
+	struct smelt_stats *stats;
+	struct ui_queue *q;
+	int generation;
+};
+
+static void *stats_main(void *arg)
+{
+	struct stats_job *job = arg;
+	struct smelt_err err;
+	int rc;
+
+	lower_priority();
+	smelt_err_clear(&err);
+	rc = smelt_stats_run(job->stats, &err);
+	ui_queue_postf(job->q, UI_MSG_STATS_DONE, job->generation, rc, NULL, "%s",
+		       rc ? err.msg : "");
+	free(job);
+	return NULL;
+}
+
 void work_stats_restart(struct ui_app *app)
 {
 	const struct smelt_ckpt *models[UI_MAX_MODELS];
 	struct smelt_stats_opts o;
+	struct stats_job *job;
 	struct smelt_err err;
 	int n = 0;
 
@@ -363,9 +398,20 @@ void work_stats_restart(struct ui_app *app)
 	o.ctx = &app->queue;
 	if (app->set.threads > 0)
 		o.threads = app->set.threads;
-	if (smelt_stats_open(&app->stats, app->slots[0].ckpt, models, n, &o, &err) ||
-	    smelt_stats_start(app->stats, &err)) {
+	if (smelt_stats_open(&app->stats, app->slots[0].ckpt, models, n, &o, &err)) {
 		snprintf(app->stats_error, sizeof(app->stats_error), "%s", err.msg);
+		app->stats = NULL;
+		return;
+	}
+	job = calloc(1, sizeof(*job));
+	if (job) {
+		job->stats = app->stats;
+		job->q = &app->queue;
+		job->generation = app->stats_gen;
+	}
+	if (!job || spawn(&app->stats_thread, stats_main, job, false)) {
+		free(job);
+		snprintf(app->stats_error, sizeof(app->stats_error), "cannot start the analysis");
 		smelt_stats_free(app->stats);
 		app->stats = NULL;
 		return;
@@ -378,22 +424,19 @@ void work_stats_restart(struct ui_app *app)
 
 void work_stats_poll(struct ui_app *app)
 {
-	struct smelt_stats_progress p;
-	struct smelt_err err;
-	int rc;
-
+	/* New cells are read while drawing; re-arm the wake-up. */
 	atomic_store(&stats_wake_pending, false);
-	if (!app->stats || !app->stats_running)
-		return;
-	smelt_stats_progress(app->stats, &p);
-	if (p.state == SMELT_STATS_RUNNING || p.state == SMELT_STATS_IDLE)
-		return;
-	smelt_err_clear(&err);
-	rc = smelt_stats_wait(app->stats, &err);
-	app->stats_running = false;
-	if (rc && rc != SMELT_ECANCELED)
-		snprintf(app->stats_error, sizeof(app->stats_error), "%s", err.msg);
 	app->dirty = true;
+}
+
+void work_on_stats_done(struct ui_app *app, struct ui_msg *m)
+{
+	if (m->a != app->stats_gen || !app->stats_running)
+		return; /* an analysis that was replaced (and joined) meanwhile */
+	pthread_join(app->stats_thread, NULL);
+	app->stats_running = false;
+	if (m->b && m->b != SMELT_ECANCELED)
+		snprintf(app->stats_error, sizeof(app->stats_error), "%s", m->text);
 }
 
 struct rescore_job {
@@ -406,7 +449,10 @@ static void *rescore_main(void *arg)
 {
 	struct rescore_job *job = arg;
 	struct smelt_err err;
-	int rc = smelt_stats_rescore(job->stats, job->t, job->s, job->T, &err);
+	int rc;
+
+	lower_priority();
+	rc = smelt_stats_rescore(job->stats, job->t, job->s, job->T, &err);
 
 	ui_queue_postf(job->q, UI_MSG_RESCORED, rc, 0, NULL, "%s", rc ? err.msg : "");
 	free(job);
@@ -595,6 +641,7 @@ static void *merge_main(void *arg)
 	char *text;
 	int rc;
 
+	lower_priority();
 	smelt_err_clear(&err);
 	atomic_store(&prog->phase, SMELT_PHASE_PLANNING);
 	rc = smelt_recipe_parse(job->json, strlen(job->json), "recipe", &r, &diag);

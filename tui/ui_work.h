@@ -30,8 +30,10 @@ void work_on_pulled(struct ui_app *app, struct ui_msg *m);
 /* (Re)start the divergence analysis for the current base and models, or
  * stop it when they are not all open. */
 void work_stats_restart(struct ui_app *app);
-/* Poll the analysis (timer tick): join it when it has finished. */
+/* New statistics arrived: redraw, re-arm the wake-up. */
 void work_stats_poll(struct ui_app *app);
+/* The analysis thread finished: join it, keep its error. */
+void work_on_stats_done(struct ui_app *app, struct ui_msg *m);
 /* Re-score WIDEN weights for the form's knobs (coalesced on a worker). */
 void work_rescore(struct ui_app *app);
 void work_on_rescored(struct ui_app *app);

@@ -88,10 +88,18 @@ static double scaled(const struct ui_app *app, double v)
 
 static void grid_range(const struct ui_app *app, struct grid *g)
 {
+	bool layers_only = g->n_layers > 0;
+
+	/* The scale spans the layer cells: the embedding and head usually move
+	 * much more and would flatten the grid; they clamp to the top colour
+	 * (the cell pane shows their exact numbers). */
 	g->any = false;
 	for (int m = 0; m < g->n_models; m++) {
 		for (int row = 0; row < g->n_rows; row++) {
 			int cols = g->rows[row].layer >= 0 ? GRID_KINDS : 1;
+
+			if (layers_only && g->rows[row].layer < 0)
+				continue;
 
 			for (int c = 0; c < cols; c++) {
 				double v;
@@ -115,9 +123,12 @@ static void grid_range(const struct ui_app *app, struct grid *g)
 
 static double norm_pos(const struct grid *g, double v)
 {
+	double f;
+
 	if (!(g->hi > g->lo))
 		return 0.5;
-	return (v - g->lo) / (g->hi - g->lo);
+	f = (v - g->lo) / (g->hi - g->lo);
+	return f < 0 ? 0 : f > 1 ? 1 : f;
 }
 
 static bool half_blocks(void)

@@ -176,10 +176,14 @@ static void draw_curve(struct ui_app *app, const struct ui_pval *v,
 		if (v->v[i] > hi)
 			hi = v->v[i];
 	}
-	if (!isfinite(p->max) || hi - lo > 1e6)
-		hi = lo + 1;
+	/* Unbounded parameters: scale to the anchors with some headroom. */
+	if (!isfinite(p->max) || !isfinite(p->min)) {
+		if (hi - lo < 1e-9)
+			hi = lo + 1;
+		hi += (hi - lo) * 0.25;
+	}
 	ui_textf(y, x, w, st_dim(app), "curve over the layers (%.3g .. %.3g)%s", lo, hi,
-		 app->curve_edit ? "  h/l anchor  k/j value  a add  d drop  Esc done" : "");
+		 app->curve_edit ? "  h/l k/j a d Esc" : "");
 	h -= 1;
 	y += 1;
 	for (int c = 0; c < w; c++) {
@@ -278,7 +282,7 @@ static void draw_form(struct ui_app *app, int y, int x, int h, int w)
 	}
 	row++;
 	app->pane_y[1] = row;
-	for (int i = 0; i < m->n_params && row < y + h - 6; i++, row++) {
+	for (int i = 0; i < m->n_params && row < y + h - 7; i++, row++) {
 		const struct smelt_param_def *p = &m->params[i];
 		bool cur_row = i == app->param_cur;
 		char text[600];
@@ -312,7 +316,7 @@ static void draw_form(struct ui_app *app, int y, int x, int h, int w)
 	{
 		const struct smelt_param_def *p = cur_param(app);
 		struct ui_pval *v = cur_value(app);
-		int by = y + h - 6;
+		int by = y + h - 7;
 
 		if (p) {
 			ui_textf(by, x + 2, w - 4, st_dim(app), "%s: %s  [%g .. %g]%s", p->name,
@@ -321,10 +325,7 @@ static void draw_form(struct ui_app *app, int y, int x, int h, int w)
 		}
 		if (p && v && v->set && v->gradient)
 			draw_curve(app, v, p, by + 1, x + 2, 4, w - 4 < 64 ? w - 4 : 64);
-		else
-			draw_preview(app, by + 2, x + 2, w - 4);
-		if (p && v && v->set && v->gradient)
-			draw_preview(app, y + h - 1, x + 2, w - 4);
+		draw_preview(app, by + 5, x + 2, w - 4);
 	}
 }
 
