@@ -611,7 +611,11 @@ static int build_pvalue(struct bctx *c, const struct rnode *n, const char *path,
 			    out->kind == SMELT_PV_CONDS
 			        ? "a list of conditionals must hold only {filter, value} "
 			          "items"
-			        : "a gradient list must hold numbers (no nested lists)");
+			        : "a list must hold numbers, bools or strings (no nested lists or "
+			          "conditionals)");
+			/* an empty list stands in for the bad item; validation does
+			 * not report its path a second time */
+			out->items[i].kind = SMELT_PV_LIST;
 			out->items[i].path = dup_or_fail(c, p);
 		} else {
 			rc = build_pvalue(c, it, p, &out->items[i], true);
@@ -784,6 +788,9 @@ static int build_models(struct bctx *c, const struct rnode *v)
 		               kind_word(v));
 		return 0;
 	}
+	if (v->n == 0)
+		smelt_diag_add(c->diag, SMELT_DIAG_ERROR, "models",
+		               "empty: list the models to merge ('- model: NAME')");
 	sl->sources = calloc(v->n ? v->n : 1, sizeof(*sl->sources));
 	if (!sl->sources)
 		return c->rc = SMELT_ENOMEM;
