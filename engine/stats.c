@@ -24,7 +24,7 @@
 #include "stats_int.h"
 
 #define STATS_BLOCK_BYTES (1u << 18) /* f32 bytes per input per block */
-#define STATS_MAX_GROUPS 16
+#define STATS_MAX_GROUPS  16
 
 void smelt_stats_opts_default(struct smelt_stats_opts *o)
 {
@@ -58,7 +58,7 @@ static int check_knobs(double t, double sc, double T, struct smelt_err *err)
 		return smelt_fail(err, SMELT_EINVAL, "widen calibration %g must be finite", sc);
 	if (!(T > 0.0) || isinf(T))
 		return smelt_fail(err, SMELT_EINVAL, "widen temperature %g must be finite and > 0",
-				  T);
+		                  T);
 	return 0;
 }
 
@@ -76,7 +76,8 @@ static bool same_shape(const struct smelt_st_tensor *a, const struct smelt_st_te
 
 static bool is_vocab_tensor(const char *name, enum smelt_kind kind)
 {
-	return kind == SMELT_KIND_EMBED || kind == SMELT_KIND_HEAD || smelt_is_token_embedding(name);
+	return kind == SMELT_KIND_EMBED || kind == SMELT_KIND_HEAD ||
+	       smelt_is_token_embedding(name);
 }
 
 static int compile_excludes(const struct smelt_stats_opts *o, regex_t *re, struct smelt_err *err)
@@ -98,11 +99,11 @@ static int compile_excludes(const struct smelt_stats_opts *o, regex_t *re, struc
 			regerror(rc, &re[i], buf, sizeof(buf));
 			for (size_t j = 0; j < i; j++)
 				regfree(&re[j]);
-			return smelt_fail(err, SMELT_EINVAL, "exclude regex '%s': %s", o->exclude[i],
-					  buf);
+			return smelt_fail(err, SMELT_EINVAL, "exclude regex '%s': %s",
+			                  o->exclude[i], buf);
 		}
 		continue;
-nomem:
+	nomem:
 		for (size_t j = 0; j < i; j++)
 			regfree(&re[j]);
 		return smelt_fail(err, SMELT_ENOMEM, "out of memory");
@@ -139,7 +140,7 @@ static void orient(struct stats_tensor *t, int ndim, uint64_t rows, uint64_t col
 
 /* Decide how tensor t (base tensor bt) is compared; fills note when skipped. */
 static void plan_tensor(struct smelt_stats *s, struct stats_tensor *t,
-			const struct smelt_ckpt_tensor *bt)
+                        const struct smelt_ckpt_tensor *bt)
 {
 	const struct smelt_st_tensor *b = bt->st;
 	struct smelt_stats_tensor_info *in = &t->info;
@@ -153,12 +154,13 @@ static void plan_tensor(struct smelt_stats *s, struct stats_tensor *t,
 	smelt_tensor_rows_cols(b->ndim, b->shape, &rows, &cols);
 	if (!smelt_dtype_is_float(b->dtype)) {
 		snprintf(t->note, sizeof(t->note), "not a float tensor (%s)",
-			 smelt_dtype_name(b->dtype));
+		         smelt_dtype_name(b->dtype));
 		goto skipped;
 	}
 	for (int i = 0; i < s->n; i++) {
 		const struct smelt_ckpt_tensor *m = smelt_ckpt_find(s->models[i], bt->name);
-		const char *who = s->models[i]->display ? s->models[i]->display : s->models[i]->path;
+		const char *who =
+		    s->models[i]->display ? s->models[i]->display : s->models[i]->path;
 
 		t->mt[i] = m;
 		if (!m) {
@@ -176,8 +178,8 @@ static void plan_tensor(struct smelt_stats *s, struct stats_tensor *t,
 			if (m->st->shape[0] < rows)
 				rows = m->st->shape[0];
 			snprintf(t->note, sizeof(t->note),
-				 "vocabularies differ: compared over the first %llu rows",
-				 (unsigned long long)rows);
+			         "vocabularies differ: compared over the first %llu rows",
+			         (unsigned long long)rows);
 			continue;
 		}
 		snprintf(t->note, sizeof(t->note), "shape differs in %s", who);
@@ -221,8 +223,8 @@ static int plan_cells(struct smelt_stats *s)
 }
 
 int smelt_stats_open(struct smelt_stats **out, const struct smelt_ckpt *base,
-		     const struct smelt_ckpt *const *models, int n_models,
-		     const struct smelt_stats_opts *opts, struct smelt_err *err)
+                     const struct smelt_ckpt *const *models, int n_models,
+                     const struct smelt_stats_opts *opts, struct smelt_err *err)
 {
 	struct smelt_stats *s;
 	struct smelt_stats_opts def;
@@ -236,8 +238,9 @@ int smelt_stats_open(struct smelt_stats **out, const struct smelt_ckpt *base,
 		opts = &def;
 	}
 	if (n_models < 1 || n_models > WIDEN_MAX_MODELS)
-		return smelt_fail(err, SMELT_EINVAL, "divergence analysis needs 1 to %d models, got %d",
-				  WIDEN_MAX_MODELS, n_models);
+		return smelt_fail(err, SMELT_EINVAL,
+		                  "divergence analysis needs 1 to %d models, got %d",
+		                  WIDEN_MAX_MODELS, n_models);
 	if ((rc = check_knobs(opts->threshold, opts->calibration, opts->temperature, err)))
 		return rc;
 	s = calloc(1, sizeof(*s));
@@ -287,7 +290,7 @@ int smelt_stats_open(struct smelt_stats **out, const struct smelt_ckpt *base,
 	}
 	if (!n_ok) {
 		rc = smelt_fail(err, SMELT_ENOTFOUND, "%s: no tensor is shared with the models",
-				base->display ? base->display : base->path);
+		                base->display ? base->display : base->path);
 		goto fail_re;
 	}
 	if (plan_cells(s)) {
@@ -312,7 +315,7 @@ fail:
 }
 
 int stats_open_shapes(struct smelt_stats **out, int n_models, const struct stats_shape *sh,
-		      size_t n_tensors, const struct smelt_stats_opts *opts, struct smelt_err *err)
+                      size_t n_tensors, const struct smelt_stats_opts *opts, struct smelt_err *err)
 {
 	struct smelt_stats *s;
 	int rc;
@@ -366,7 +369,7 @@ nomem:
 
 /* Summary of v[0..k) using its sort positions (NaN last): no sorting. */
 static void summarize_sorted(const double *v, const uint32_t *pos, uint64_t k, uint32_t *inv,
-			     struct smelt_summary *o)
+                             struct smelt_summary *o)
 {
 	uint64_t nf = 0;
 	double sum = 0.0;
@@ -489,7 +492,7 @@ static int score_tensor(struct smelt_stats *s, struct stats_tensor *t, double *s
 		uint64_t cm[WIDEN_MAX_MODELS], cq[WIDEN_MAX_MODELS];
 
 		if (widen_matrix_weights(n, k, t->pos_m, t->pos_q, &s->kn, NULL, scratch, sum, cm,
-					 cq))
+		                         cq))
 			return -1;
 		for (int i = 0; i < n; i++) {
 			struct smelt_weight_summary *w = &t->res[i].w;
@@ -619,7 +622,7 @@ static int summarize_cell(struct smelt_stats *s, struct stats_cell *c)
 }
 
 int stats_install(struct smelt_stats *s, size_t ti, double *mag, double *dir, uint32_t *pos_m,
-		  uint32_t *pos_q, double *mean_a, struct smelt_err *err)
+                  uint32_t *pos_q, double *mean_a, struct smelt_err *err)
 {
 	struct stats_tensor *t = &s->t[ti];
 	uint64_t k = t->info.k;
@@ -651,7 +654,8 @@ int stats_install(struct smelt_stats *s, size_t ti, double *mag, double *dir, ui
 		r->n_params = t->numel;
 		summarize_sorted(mag + (size_t)i * k, pos_m + (size_t)i * k, k, inv, &r->mag);
 		if (dir)
-			summarize_sorted(dir + (size_t)i * k, pos_q + (size_t)i * k, k, inv, &r->dir);
+			summarize_sorted(dir + (size_t)i * k, pos_q + (size_t)i * k, k, inv,
+			                 &r->dir);
 		else
 			empty_summary(&r->dir);
 	}
@@ -681,11 +685,11 @@ struct tensor_run {
 	size_t ti;
 	uint64_t block_rows;
 	size_t n_blocks, n_groups;
-	size_t acc_len;            /* doubles per group accumulator */
-	double *acc;               /* matrix: [groups][1 + 2n][cols]; vector: [groups][n] */
-	double *row_sums;          /* matrix_t: [k][1 + 2n] */
-	double *absd;              /* vector: [n][numel] */
-	float **wbuf;              /* per worker: (n + 1) * block_rows * cols */
+	size_t acc_len;   /* doubles per group accumulator */
+	double *acc;      /* matrix: [groups][1 + 2n][cols]; vector: [groups][n] */
+	double *row_sums; /* matrix_t: [k][1 + 2n] */
+	double *absd;     /* vector: [n][numel] */
+	float **wbuf;     /* per worker: (n + 1) * block_rows * cols */
 	struct smelt_pool *pool;
 	/* ranking jobs: 2n sorts (mag, dir per model) run on the pool */
 	const double *rank_src[2];
@@ -707,7 +711,7 @@ static void run_fail(struct tensor_run *r, const struct smelt_err *e)
 }
 
 static void process_block(struct tensor_run *r, size_t g, uint64_t row0, uint64_t nrows,
-			  const float *b, const float *const *x)
+                          const float *b, const float *const *x)
 {
 	struct stats_tensor *t = r->t;
 	int n = r->s->n;
@@ -720,7 +724,7 @@ static void process_block(struct tensor_run *r, size_t g, uint64_t row0, uint64_
 	case SMELT_BRANCH_MATRIX_T:
 		for (uint64_t i = 0; i < nrows; i++)
 			widen_row_sums(b + i * cols, x, (size_t)i * cols, n, cols,
-				       r->row_sums + (size_t)(row0 + i) * (1 + 2 * (size_t)n));
+			               r->row_sums + (size_t)(row0 + i) * (1 + 2 * (size_t)n));
 		break;
 	case SMELT_BRANCH_VECTOR: {
 		size_t len = (size_t)nrows * cols, off = (size_t)row0 * cols;
@@ -736,8 +740,7 @@ static void process_block(struct tensor_run *r, size_t g, uint64_t row0, uint64_
 		}
 		break;
 	}
-	case SMELT_BRANCH_SKIPPED:
-		break;
+	case SMELT_BRANCH_SKIPPED: break;
 	}
 }
 
@@ -774,7 +777,7 @@ static void run_group(void *ctx, size_t g, int worker)
 		bytes = nrows * t->cols * smelt_dtype_bits(t->bt->st->dtype) / 8;
 		for (int m = 0; m < s->n; m++) {
 			if (smelt_ckpt_read_rows(s->models[m], t->mt[m], row0, nrows, (float *)x[m],
-						 &e)) {
+			                         &e)) {
 				run_fail(r, &e);
 				return;
 			}
@@ -845,7 +848,7 @@ static int finish_tensor(struct tensor_run *r, struct smelt_err *err)
 				const double *c = sums + j * cs;
 
 				widen_divergence(c[0], c[(1 + 2 * i) * ms], c[(2 + 2 * i) * ms],
-						 &mag[i * k + j], &dir[i * k + j]);
+				                 &mag[i * k + j], &dir[i * k + j]);
 			}
 	}
 	r->rank_src[0] = mag;
@@ -864,11 +867,11 @@ nomem:
 	free(pos_m);
 	free(pos_q);
 	return smelt_fail(err, SMELT_ENOMEM, "%s: out of memory for column statistics",
-			  t->info.name);
+	                  t->info.name);
 }
 
 static int analyse_tensor(struct smelt_stats *s, struct smelt_pool *pool, float **wbuf, size_t ti,
-			  struct smelt_err *err)
+                          struct smelt_err *err)
 {
 	struct stats_tensor *t = &s->t[ti];
 	struct tensor_run r = {.s = s, .t = t, .ti = ti, .wbuf = wbuf, .pool = pool};
@@ -883,9 +886,7 @@ static int analyse_tensor(struct smelt_stats *s, struct smelt_pool *pool, float 
 	r.n_blocks = (size_t)((t->rows + r.block_rows - 1) / r.block_rows);
 	r.n_groups = r.n_blocks < STATS_MAX_GROUPS ? r.n_blocks : STATS_MAX_GROUPS;
 	switch (t->info.branch) {
-	case SMELT_BRANCH_MATRIX:
-		r.acc_len = (1 + 2 * n) * (size_t)t->cols;
-		break;
+	case SMELT_BRANCH_MATRIX: r.acc_len = (1 + 2 * n) * (size_t)t->cols; break;
 	case SMELT_BRANCH_MATRIX_T:
 		r.acc_len = 0;
 		r.row_sums = malloc((size_t)t->rows * (1 + 2 * n) * sizeof(double));
@@ -898,8 +899,7 @@ static int analyse_tensor(struct smelt_stats *s, struct smelt_pool *pool, float 
 		if (!r.absd)
 			goto nomem;
 		break;
-	case SMELT_BRANCH_SKIPPED:
-		return 0;
+	case SMELT_BRANCH_SKIPPED: return 0;
 	}
 	if (r.acc_len && !(r.acc = calloc(r.n_groups * r.acc_len, sizeof(double))))
 		goto nomem;
@@ -924,7 +924,7 @@ nomem:
 	free(r.row_sums);
 	free(r.absd);
 	return smelt_fail(err, SMELT_ENOMEM, "%s: out of memory for column statistics",
-			  t->info.name);
+	                  t->info.name);
 }
 
 static int stream_all(struct smelt_stats *s, struct smelt_err *err)
@@ -1007,9 +1007,9 @@ out:
 	lock(s);
 	s->current[0] = '\0';
 	unlock(s);
-	atomic_store(&s->state, rc == 0		       ? SMELT_STATS_DONE
-				: rc == SMELT_ECANCELED ? SMELT_STATS_CANCELED
-							: SMELT_STATS_FAILED);
+	atomic_store(&s->state, rc == 0                 ? SMELT_STATS_DONE
+	                        : rc == SMELT_ECANCELED ? SMELT_STATS_CANCELED
+	                                                : SMELT_STATS_FAILED);
 	atomic_fetch_add(&s->generation, 1);
 	return rc;
 }
@@ -1084,7 +1084,7 @@ void smelt_stats_free(struct smelt_stats *s)
 /* ---- re-scoring and getters ---- */
 
 int smelt_stats_rescore(struct smelt_stats *s, double threshold, double calibration,
-			double temperature, struct smelt_err *err)
+                        double temperature, struct smelt_err *err)
 {
 	uint64_t maxk = 1;
 	double *scratch;
@@ -1113,7 +1113,7 @@ int smelt_stats_rescore(struct smelt_stats *s, double threshold, double calibrat
 }
 
 void smelt_stats_knobs(const struct smelt_stats *s, double *threshold, double *calibration,
-		       double *temperature)
+                       double *temperature)
 {
 	lock(s);
 	if (threshold)
@@ -1162,7 +1162,7 @@ const struct smelt_stats_tensor_info *smelt_stats_tensor_info(const struct smelt
 }
 
 bool smelt_stats_tensor_result(const struct smelt_stats *s, size_t i, int model,
-			       struct smelt_stats_result *out)
+                               struct smelt_stats_result *out)
 {
 	bool ok;
 
@@ -1178,7 +1178,7 @@ bool smelt_stats_tensor_result(const struct smelt_stats *s, size_t i, int model,
 }
 
 bool smelt_stats_cell(const struct smelt_stats *s, int model, int layer, enum smelt_kind kind,
-		      struct smelt_stats_result *out)
+                      struct smelt_stats_result *out)
 {
 	const struct stats_cell *c;
 

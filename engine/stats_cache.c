@@ -159,7 +159,7 @@ int stats_cache_save(struct smelt_stats *s, struct smelt_err *err)
 		*slash = '\0';
 	if (mkdirs(dir))
 		return smelt_fail(err, SMELT_EIO, "%s: cannot create cache folder: %s", dir,
-				  strerror(errno));
+		                  strerror(errno));
 	snprintf(tmp, sizeof(tmp), "%s.tmp%ld", s->cache_path, (long)getpid());
 	w.md = EVP_MD_CTX_new();
 	if (!w.md)
@@ -208,7 +208,7 @@ int stats_cache_save(struct smelt_stats *s, struct smelt_err *err)
 	if (!w.ok || rename(tmp, s->cache_path)) {
 		unlink(tmp);
 		return smelt_fail(err, SMELT_EIO, "%s: cannot write the statistics cache",
-				  s->cache_path);
+		                  s->cache_path);
 	}
 	return 0;
 }
@@ -328,7 +328,8 @@ int stats_cache_load(struct smelt_stats *s, struct smelt_err *err)
 			free(mean_a);
 			free(dir);
 			free(pq);
-			rc = smelt_fail(err, SMELT_ENOMEM, "out of memory loading the statistics cache");
+			rc = smelt_fail(err, SMELT_ENOMEM,
+			                "out of memory loading the statistics cache");
 			break;
 		}
 		get(&r, mag, n * k * 8);

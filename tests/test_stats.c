@@ -29,17 +29,17 @@ struct tdef {
 };
 
 static const struct tdef family[] = {
-	{"model.embed_tokens.weight", 2, {20, 8}},
-	{"model.layers.0.self_attn.q_proj.weight", 2, {8, 8}},
-	{"model.layers.0.self_attn.q_proj.bias", 1, {8, 0}},
-	{"model.layers.0.mlp.down_proj.weight", 2, {8, 12}},
-	{"model.layers.0.input_layernorm.weight", 1, {8, 0}},
-	{"model.layers.1.self_attn.q_proj.weight", 2, {8, 8}},
-	{"model.layers.1.mlp.down_proj.weight", 2, {8, 12}},
-	{"model.layers.1.input_layernorm.weight", 1, {8, 0}},
-	{"model.layers.1.post_attention_layernorm.weight", 1, {8, 0}},
-	{"model.norm.weight", 1, {8, 0}},
-	{"lm_head.weight", 2, {20, 8}},
+    {"model.embed_tokens.weight", 2, {20, 8}},
+    {"model.layers.0.self_attn.q_proj.weight", 2, {8, 8}},
+    {"model.layers.0.self_attn.q_proj.bias", 1, {8, 0}},
+    {"model.layers.0.mlp.down_proj.weight", 2, {8, 12}},
+    {"model.layers.0.input_layernorm.weight", 1, {8, 0}},
+    {"model.layers.1.self_attn.q_proj.weight", 2, {8, 8}},
+    {"model.layers.1.mlp.down_proj.weight", 2, {8, 12}},
+    {"model.layers.1.input_layernorm.weight", 1, {8, 0}},
+    {"model.layers.1.post_attention_layernorm.weight", 1, {8, 0}},
+    {"model.norm.weight", 1, {8, 0}},
+    {"lm_head.weight", 2, {20, 8}},
 };
 #define N_FAMILY (sizeof(family) / sizeof(family[0]))
 
@@ -167,8 +167,8 @@ static void method_weights(size_t ti, double t, double sc, double T, double *mea
 {
 	const struct smelt_method *m = &smelt_method_widen;
 	size_t n = numel(&family[ti]);
-	float *b = tensor_data(ti, 0, 0), *x[2] = {tensor_data(ti, seeds[1], scales[1]),
-						  tensor_data(ti, seeds[2], scales[2])};
+	float *b = tensor_data(ti, 0, 0),
+	      *x[2] = {tensor_data(ti, seeds[1], scales[1]), tensor_data(ti, seeds[2], scales[2])};
 	double pg[SMELT_MAX_PARAMS] = {t, sc, T, 0}, pm[2 * SMELT_MAX_PARAMS] = {0};
 	uint64_t keys[2] = {0, 0};
 	struct smelt_tensor_job job = {0};
@@ -267,11 +267,11 @@ TEST(weights_match_the_merge_method)
 			for (int m = 0; m < 2; m++) {
 				struct smelt_stats_result r;
 
-				CHECK(smelt_stats_tensor_result(s, find_tensor(s, family[ti].name), m,
-								&r));
+				CHECK(smelt_stats_tensor_result(s, find_tensor(s, family[ti].name),
+				                                m, &r));
 				CHECK_MSG(fabs(r.w.mean_omega - mean[m]) < 1e-6,
-					  "%s model %d knobs %d: stats %.9g method %.9g",
-					  family[ti].name, m, kv, r.w.mean_omega, mean[m]);
+				          "%s model %d knobs %d: stats %.9g method %.9g",
+				          family[ti].name, m, kv, r.w.mean_omega, mean[m]);
 			}
 		}
 	}
@@ -551,7 +551,8 @@ TEST(mismatched_models)
 			ts[n].shape[0] = 24; /* 4 added tokens */
 		if (strcmp(family[i].name, "model.layers.0.mlp.down_proj.weight") == 0)
 			ts[n].shape[1] = 10; /* not comparable */
-		cnt = ts[n].ndim == 1 ? (size_t)ts[n].shape[0] : (size_t)(ts[n].shape[0] * ts[n].shape[1]);
+		cnt = ts[n].ndim == 1 ? (size_t)ts[n].shape[0]
+		                      : (size_t)(ts[n].shape[0] * ts[n].shape[1]);
 		v = malloc(cnt * sizeof(uint16_t));
 		for (size_t e = 0; e < cnt; e++)
 			((uint16_t *)v)[e] = smelt_f32_to_bf16(value(3 + (uint32_t)i, e));
@@ -583,14 +584,15 @@ TEST(mismatched_models)
 		in = smelt_stats_tensor_info(s, find_tensor(s, "model.embed_tokens.weight"));
 		CHECK(in->branch == SMELT_BRANCH_MATRIX_T && in->k == 20);
 		CHECK_STR_CONTAINS(in->note, "first 20 rows");
-		in = smelt_stats_tensor_info(s, find_tensor(s, "model.layers.0.mlp.down_proj.weight"));
+		in = smelt_stats_tensor_info(s,
+		                             find_tensor(s, "model.layers.0.mlp.down_proj.weight"));
 		CHECK(in->branch == SMELT_BRANCH_SKIPPED);
 		CHECK_STR_CONTAINS(in->note, "shape differs");
 		in = smelt_stats_tensor_info(s, find_tensor(s, "model.norm.weight"));
 		CHECK(in->branch == SMELT_BRANCH_SKIPPED);
 		CHECK_STR_CONTAINS(in->note, "missing");
 		CHECK(!smelt_stats_tensor_result(s, find_tensor(s, "model.norm.weight"), 0,
-						 &(struct smelt_stats_result){0}));
+		                                 &(struct smelt_stats_result){0}));
 		smelt_stats_progress(s, &p);
 		CHECK_EQ_INT(p.tensors_total, N_FAMILY - 2);
 		CHECK_EQ_INT(p.tensors_done, N_FAMILY - 2);
@@ -660,20 +662,20 @@ TEST(rescore_time_7b_shape)
 		int ndim;
 		uint64_t r, c;
 	} per_layer[] = {
-		{"model.layers.%d.self_attn.q_proj.weight", 2, 4096, 4096},
-		{"model.layers.%d.self_attn.k_proj.weight", 2, 4096, 4096},
-		{"model.layers.%d.self_attn.v_proj.weight", 2, 4096, 4096},
-		{"model.layers.%d.self_attn.o_proj.weight", 2, 4096, 4096},
-		{"model.layers.%d.mlp.gate_proj.weight", 2, 11008, 4096},
-		{"model.layers.%d.mlp.up_proj.weight", 2, 11008, 4096},
-		{"model.layers.%d.mlp.down_proj.weight", 2, 4096, 11008},
-		{"model.layers.%d.input_layernorm.weight", 1, 4096, 0},
-		{"model.layers.%d.post_attention_layernorm.weight", 1, 4096, 0},
+	    {"model.layers.%d.self_attn.q_proj.weight", 2, 4096, 4096},
+	    {"model.layers.%d.self_attn.k_proj.weight", 2, 4096, 4096},
+	    {"model.layers.%d.self_attn.v_proj.weight", 2, 4096, 4096},
+	    {"model.layers.%d.self_attn.o_proj.weight", 2, 4096, 4096},
+	    {"model.layers.%d.mlp.gate_proj.weight", 2, 11008, 4096},
+	    {"model.layers.%d.mlp.up_proj.weight", 2, 11008, 4096},
+	    {"model.layers.%d.mlp.down_proj.weight", 2, 4096, 11008},
+	    {"model.layers.%d.input_layernorm.weight", 1, 4096, 0},
+	    {"model.layers.%d.post_attention_layernorm.weight", 1, 4096, 0},
 	};
 	const int L = getenv("SMELT_BENCH_RESCORE") ? 32 : 4, n = 2;
 	size_t nt = (size_t)L * 9 + 3, i = 0;
 	struct stats_shape *sh = calloc(nt, sizeof(*sh));
-	char (*names)[96] = calloc(nt, 96);
+	char(*names)[96] = calloc(nt, 96);
 	struct smelt_stats_opts opts;
 	struct smelt_stats *s = NULL;
 	struct smelt_err err;
@@ -696,8 +698,10 @@ TEST(rescore_time_7b_shape)
 		const struct smelt_stats_tensor_info *in = smelt_stats_tensor_info(s, i);
 		size_t k = (size_t)in->k;
 		bool vec = in->branch == SMELT_BRANCH_VECTOR;
-		double *mag = malloc((size_t)n * k * 8), *dir = vec ? NULL : malloc((size_t)n * k * 8);
-		uint32_t *pm = malloc((size_t)n * k * 4), *pq = vec ? NULL : malloc((size_t)n * k * 4);
+		double *mag = malloc((size_t)n * k * 8),
+		       *dir = vec ? NULL : malloc((size_t)n * k * 8);
+		uint32_t *pm = malloc((size_t)n * k * 4),
+		         *pq = vec ? NULL : malloc((size_t)n * k * 4);
 		double *mean_a = vec ? calloc((size_t)n, 8) : NULL;
 
 		for (size_t e = 0; e < (size_t)n * k; e++) {
@@ -710,7 +714,8 @@ TEST(rescore_time_7b_shape)
 		for (int m = 0; m < n; m++) {
 			CHECK(widen_positions(mag + (size_t)m * k, k, pm + (size_t)m * k) == 0);
 			if (dir)
-				CHECK(widen_positions(dir + (size_t)m * k, k, pq + (size_t)m * k) == 0);
+				CHECK(widen_positions(dir + (size_t)m * k, k, pq + (size_t)m * k) ==
+				      0);
 		}
 		cols += (double)k;
 		CHECK(stats_install(s, i, mag, dir, pm, pq, mean_a, &err) == 0);

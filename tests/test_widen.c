@@ -61,8 +61,8 @@ static size_t flatten(const cJSON *v, double *dst, size_t cap)
 	const cJSON *e;
 
 	if (cJSON_IsArray(v)) {
-		cJSON_ArrayForEach(e, v)
-			n += flatten(e, dst ? dst + n : NULL, cap > n ? cap - n : 0);
+		cJSON_ArrayForEach(e, v) n +=
+		    flatten(e, dst ? dst + n : NULL, cap > n ? cap - n : 0);
 		return n;
 	}
 	if (dst && cap)
@@ -90,7 +90,7 @@ struct tjob {
 };
 
 static void tjob_init(struct tjob *t, const char *name, int ndim, const uint64_t *shape,
-		      int n_models, double th, double s, double T)
+                      int n_models, double th, double s, double T)
 {
 	memset(t, 0, sizeof(*t));
 	t->job.name = name;
@@ -132,7 +132,7 @@ static double run_case(const char *file, int threads, const char *block_bytes)
 	if (!cs)
 		return INFINITY;
 	snprintf(rel, sizeof(rel), "testdata/widen/%s",
-		 cJSON_GetObjectItem(cs, "inputs_file")->valuestring);
+	         cJSON_GetObjectItem(cs, "inputs_file")->valuestring);
 	in = load_json(rel);
 	if (!in) {
 		cJSON_Delete(cs);
@@ -166,26 +166,28 @@ static double run_case(const char *file, int threads, const char *block_bytes)
 
 		cJSON_ArrayForEach(d, shp) shape[ndim++] = (uint64_t)d->valuedouble;
 		numel = (size_t)numel_of(ndim, shape);
-		base = flat_f32(cJSON_GetObjectItem(cJSON_GetObjectItem(models, "base"), name), numel);
+		base =
+		    flat_f32(cJSON_GetObjectItem(cJSON_GetObjectItem(models, "base"), name), numel);
 		for (int i = 0; i < n; i++)
 			x[i] = flat_f32(cJSON_GetObjectItem(
-						cJSON_GetObjectItem(
-							models, cJSON_GetArrayItem(mlist, i)->valuestring),
-						name),
-					numel);
+			                    cJSON_GetObjectItem(
+			                        models, cJSON_GetArrayItem(mlist, i)->valuestring),
+			                    name),
+			                numel);
 		out = calloc(numel, sizeof(float));
 		want = calloc(numel, sizeof(double));
 		flatten(cJSON_GetObjectItem(exp, name), want, numel);
 		tjob_init(&t, name, ndim, shape, n, th, s, T);
-		rc = smelt_run_job_mem(M, &t.job, base, (const float *const *)x, out, threads, &err);
+		rc =
+		    smelt_run_job_mem(M, &t.job, base, (const float *const *)x, out, threads, &err);
 		CHECK_MSG(rc == 0, "%s %s: %s", file, name, err.msg);
 		for (size_t e = 0; rc == 0 && e < numel; e++) {
 			double diff = fabs((double)out[e] - want[e]);
 
 			if (diff > maxerr)
 				maxerr = diff;
-			CHECK_MSG(diff <= tol, "%s %s[%zu]: got %.9g want %.9g (tol %g)", file, name,
-				  e, out[e], want[e], tol);
+			CHECK_MSG(diff <= tol, "%s %s[%zu]: got %.9g want %.9g (tol %g)", file,
+			          name, e, out[e], want[e], tol);
 		}
 		free(base);
 		for (int i = 0; i < n; i++)
@@ -200,11 +202,16 @@ static double run_case(const char *file, int threads, const char *block_bytes)
 }
 
 static const char *const cases[] = {
-	"case_ft_pt_default.json",		 "case_ft_pt_default_f64scores.json",
-	"case_ft_pt_ratio1.3_calib1.0.json",	 "case_ft_pt_ratio2.5_calib1.0.json",
-	"case_three_default.json",		 "case_three_ratio0.9_calib0.5.json",
-	"case_three_ratio0.9_calib0.5_f64scores.json", "case_single_pt_calib0.5.json",
-	"case_ext_temperature0.25_ft_pt.json",	 "case_edge_zero_columns.json",
+    "case_ft_pt_default.json",
+    "case_ft_pt_default_f64scores.json",
+    "case_ft_pt_ratio1.3_calib1.0.json",
+    "case_ft_pt_ratio2.5_calib1.0.json",
+    "case_three_default.json",
+    "case_three_ratio0.9_calib0.5.json",
+    "case_three_ratio0.9_calib0.5_f64scores.json",
+    "case_single_pt_calib0.5.json",
+    "case_ext_temperature0.25_ft_pt.json",
+    "case_edge_zero_columns.json",
 };
 
 TEST(known_answers)
@@ -220,7 +227,7 @@ TEST(known_answers)
 
 /* Vector branch: the recorded calibration mask and weights per element. */
 static void vector_core(const cJSON *it, const cJSON *models, const cJSON *mlist, const char *name,
-			size_t d, const struct widen_knobs *kn)
+                        size_t d, const struct widen_knobs *kn)
 {
 	int n = cJSON_GetArraySize(mlist);
 	float *b = flat_f32(cJSON_GetObjectItem(cJSON_GetObjectItem(models, "base"), name), d);
@@ -232,11 +239,11 @@ static void vector_core(const cJSON *it, const cJSON *models, const cJSON *mlist
 	for (int i = 0; i < n; i++) {
 		double sum = 0;
 
-		x[i] = flat_f32(cJSON_GetObjectItem(
-					cJSON_GetObjectItem(models,
-							    cJSON_GetArrayItem(mlist, i)->valuestring),
-					name),
-				d);
+		x[i] = flat_f32(
+		    cJSON_GetObjectItem(
+		        cJSON_GetObjectItem(models, cJSON_GetArrayItem(mlist, i)->valuestring),
+		        name),
+		    d);
 		for (size_t e = 0; e < d; e++)
 			sum += fabs((double)x[i][e] - b[e]);
 		thr[i] = kn->t * sum / (double)d;
@@ -252,10 +259,10 @@ static void vector_core(const cJSON *it, const cJSON *models, const cJSON *mlist
 			const cJSON *mrow = cJSON_GetArrayItem(mask, i);
 
 			CHECK_MSG(fabs(om[i] - want[(size_t)i * d + e]) <= 1e-6,
-				  "%s[%zu] model %d omega %.9g vs %.9g", name, e, i, om[i],
-				  want[(size_t)i * d + e]);
+			          "%s[%zu] model %d omega %.9g vs %.9g", name, e, i, om[i],
+			          want[(size_t)i * d + e]);
 			CHECK_MSG(cal[i] == cJSON_IsTrue(cJSON_GetArrayItem(mrow, (int)e)),
-				  "%s[%zu] model %d calibration", name, e, i);
+			          "%s[%zu] model %d calibration", name, e, i);
 		}
 	}
 	free(b);
@@ -276,7 +283,7 @@ static void core_case(const char *file)
 	snprintf(rel, sizeof(rel), "testdata/widen/%s", file);
 	cs = load_json(rel);
 	snprintf(rel, sizeof(rel), "testdata/widen/%s",
-		 cJSON_GetObjectItem(cs, "inputs_file")->valuestring);
+	         cJSON_GetObjectItem(cs, "inputs_file")->valuestring);
 	in = load_json(rel);
 	kn.t = cJSON_GetObjectItem(cs, "above_average_value_ratio")->valuedouble;
 	kn.s = cJSON_GetObjectItem(cs, "score_calibration_value")->valuedouble;
@@ -289,7 +296,8 @@ static void core_case(const char *file)
 	cJSON_ArrayForEach(p, params)
 	{
 		const char *name = cJSON_GetObjectItem(p, "name")->valuestring;
-		const cJSON *it = cJSON_GetObjectItem(inter, name), *shp = cJSON_GetObjectItem(p, "shape");
+		const cJSON *it = cJSON_GetObjectItem(inter, name),
+		            *shp = cJSON_GetObjectItem(p, "shape");
 		int n = cJSON_GetArraySize(mlist);
 		uint64_t rows, cols, k;
 		bool tr = smelt_is_token_embedding(name);
@@ -299,19 +307,20 @@ static void core_case(const char *file)
 
 		if (cJSON_GetArraySize(shp) == 1) {
 			vector_core(it, models, mlist, name,
-				    (size_t)cJSON_GetArrayItem(shp, 0)->valuedouble, &kn);
+			            (size_t)cJSON_GetArrayItem(shp, 0)->valuedouble, &kn);
 			continue;
 		}
 		rows = (uint64_t)cJSON_GetArrayItem(shp, 0)->valuedouble;
 		cols = (uint64_t)cJSON_GetArrayItem(shp, 1)->valuedouble;
 		k = tr ? rows : cols;
-		b = flat_f32(cJSON_GetObjectItem(cJSON_GetObjectItem(models, "base"), name), rows * cols);
+		b = flat_f32(cJSON_GetObjectItem(cJSON_GetObjectItem(models, "base"), name),
+		             rows * cols);
 		for (int i = 0; i < n; i++)
 			x[i] = flat_f32(cJSON_GetObjectItem(
-						cJSON_GetObjectItem(
-							models, cJSON_GetArrayItem(mlist, i)->valuestring),
-						name),
-					rows * cols);
+			                    cJSON_GetObjectItem(
+			                        models, cJSON_GetArrayItem(mlist, i)->valuestring),
+			                    name),
+			                rows * cols);
 		sums = calloc(k * (1 + 2 * (size_t)n), sizeof(double));
 		mag = calloc(2 * k, sizeof(double));
 		dir = mag + k;
@@ -323,8 +332,8 @@ static void core_case(const char *file)
 			double *row = calloc(1 + 2 * (size_t)n, sizeof(double));
 
 			for (uint64_t r = 0; r < rows; r++) {
-				widen_row_sums(b + r * cols, (const float *const *)x, r * cols, n, cols,
-					       row);
+				widen_row_sums(b + r * cols, (const float *const *)x, r * cols, n,
+				               cols, row);
 				for (int c = 0; c < 1 + 2 * n; c++)
 					sums[(size_t)c * k + r] = row[c];
 			}
@@ -337,22 +346,25 @@ static void core_case(const char *file)
 
 			for (uint64_t j = 0; j < k; j++)
 				widen_divergence(sums[j], sums[(1 + 2 * i) * k + j],
-						 sums[(2 + 2 * i) * k + j], &mag[j], &dir[j]);
+				                 sums[(2 + 2 * i) * k + j], &mag[j], &dir[j]);
 			CHECK(widen_positions(mag, k, pos + i * k) == 0);
 			CHECK(widen_positions(dir, k, pos + (n + i) * k) == 0);
-			flatten(cJSON_GetArrayItem(cJSON_GetObjectItem(it, "magnitude_rank"), i), rm, 64);
-			flatten(cJSON_GetArrayItem(cJSON_GetObjectItem(it, "direction_rank"), i), rq, 64);
+			flatten(cJSON_GetArrayItem(cJSON_GetObjectItem(it, "magnitude_rank"), i),
+			        rm, 64);
+			flatten(cJSON_GetArrayItem(cJSON_GetObjectItem(it, "direction_rank"), i),
+			        rq, 64);
 			for (uint64_t j = 0; j < k; j++) {
 				CHECK_NEAR((double)pos[i * k + j] / (double)k, rm[j], 1e-7);
 				CHECK_NEAR((double)pos[(n + i) * k + j] / (double)k, rq[j], 1e-7);
 			}
 		}
 		CHECK(widen_matrix_weights(n, k, pos, pos + (size_t)n * k, &kn, NULL, omega, NULL,
-					   NULL, NULL) == 0);
+		                           NULL, NULL) == 0);
 		flatten(cJSON_GetObjectItem(it, "weight_score"), want, (size_t)n * k);
 		for (size_t e = 0; e < (size_t)n * k; e++)
 			CHECK_MSG(fabs(omega[e] - want[e]) <= (f64 ? 1e-12 : 1e-7),
-				  "%s %s omega[%zu] %.17g vs %.17g", file, name, e, omega[e], want[e]);
+			          "%s %s omega[%zu] %.17g vs %.17g", file, name, e, omega[e],
+			          want[e]);
 		free(b);
 		for (int i = 0; i < n; i++)
 			free(x[i]);
@@ -375,14 +387,14 @@ TEST(core_ranks_and_weights)
 TEST(integer_threshold_rule)
 {
 	/* q calibrated iff q > t (k-1) / 2 */
-	CHECK_EQ_INT(widen_n_calibrated(5, 1.0), 2);  /* median (q = 2) not calibrated */
+	CHECK_EQ_INT(widen_n_calibrated(5, 1.0), 2); /* median (q = 2) not calibrated */
 	CHECK_EQ_INT(widen_n_calibrated(3, 1.0), 1);
 	CHECK_EQ_INT(widen_n_calibrated(39, 1.0), 19);
 	CHECK_EQ_INT(widen_n_calibrated(32001, 1.0), 16000);
-	CHECK_EQ_INT(widen_n_calibrated(4, 1.0), 2);  /* ⌊k/2⌋ for even k */
+	CHECK_EQ_INT(widen_n_calibrated(4, 1.0), 2); /* ⌊k/2⌋ for even k */
 	CHECK_EQ_INT(widen_n_calibrated(6, 1.0), 3);
-	CHECK_EQ_INT(widen_n_calibrated(7, 1.3), 3);  /* x = 3.9 */
-	CHECK_EQ_INT(widen_n_calibrated(6, 2.0), 0);  /* x = 5 = k-1: top column sits on it */
+	CHECK_EQ_INT(widen_n_calibrated(7, 1.3), 3); /* x = 3.9 */
+	CHECK_EQ_INT(widen_n_calibrated(6, 2.0), 0); /* x = 5 = k-1: top column sits on it */
 	CHECK_EQ_INT(widen_n_calibrated(6, 2.5), 0);
 	CHECK_EQ_INT(widen_n_calibrated(6, 1e300), 0);
 	CHECK_EQ_INT(widen_n_calibrated(6, 0.0), 5);  /* all but rank 0 */
@@ -452,8 +464,8 @@ TEST(positions_radix_matches_comparison)
 		qsort(ref, k, sizeof(*ref), ref_cmp);
 		CHECK(widen_positions(v, k, pos) == 0);
 		for (size_t q = 0; q < k; q++)
-			CHECK_MSG(pos[ref[q].j] == q, "k %zu: column %u at %u, want %zu", k, ref[q].j,
-				  pos[ref[q].j], q);
+			CHECK_MSG(pos[ref[q].j] == q, "k %zu: column %u at %u, want %zu", k,
+			          ref[q].j, pos[ref[q].j], q);
 		free(v);
 		free(pos);
 		free(ref);
@@ -471,22 +483,22 @@ static void fill(float *v, size_t n, uint32_t seed, float scale)
 	}
 }
 
-static const char *const names[] = {"model.layers.3.self_attn.q_proj.weight",
-				    "model.embed_tokens.weight", "lm_head.weight",
-				    "model.layers.3.input_layernorm.weight",
-				    "model.layers.0.block_sparse_moe.experts"};
+static const char *const names[] = {
+    "model.layers.3.self_attn.q_proj.weight", "model.embed_tokens.weight", "lm_head.weight",
+    "model.layers.3.input_layernorm.weight", "model.layers.0.block_sparse_moe.experts"};
 static const int ndims[] = {2, 2, 2, 1, 3};
 static const uint64_t shapes[][3] = {{7, 9}, {11, 5}, {11, 5}, {13, 1}, {3, 4, 5}};
 
 static bool props_matrices_only;
 
-static void run_props(double th, double s, int n, void (*verify)(size_t numel, const float *b,
-								  float *const *x, const float *out,
-								  double s, int n))
+static void run_props(double th, double s, int n,
+                      void (*verify)(size_t numel, const float *b, float *const *x,
+                                     const float *out, double s, int n))
 {
 	for (size_t c = 0; c < sizeof(names) / sizeof(names[0]); c++) {
 		size_t numel = (size_t)numel_of(ndims[c], shapes[c]);
-		float *b = malloc(numel * sizeof(float)), *x[4], *out = malloc(numel * sizeof(float));
+		float *b = malloc(numel * sizeof(float)), *x[4],
+		      *out = malloc(numel * sizeof(float));
 		struct tjob t;
 		struct smelt_err err;
 
@@ -503,8 +515,9 @@ static void run_props(double th, double s, int n, void (*verify)(size_t numel, c
 				x[i][e] += b[e];
 		}
 		tjob_init(&t, names[c], ndims[c], shapes[c], n, th, s, 1.0);
-		CHECK_MSG(smelt_run_job_mem(M, &t.job, b, (const float *const *)x, out, 2, &err) == 0,
-			  "%s", err.msg);
+		CHECK_MSG(smelt_run_job_mem(M, &t.job, b, (const float *const *)x, out, 2, &err) ==
+		              0,
+		          "%s", err.msg);
 		verify(numel, b, x, out, s, n);
 		for (int i = 0; i < n; i++)
 			free(x[i]);
@@ -514,7 +527,7 @@ static void run_props(double th, double s, int n, void (*verify)(size_t numel, c
 }
 
 static void verify_task_arithmetic(size_t numel, const float *b, float *const *x, const float *out,
-				   double s, int n)
+                                   double s, int n)
 {
 	for (size_t e = 0; e < numel; e++) {
 		double want = b[e];
@@ -532,7 +545,7 @@ TEST(negative_threshold_is_task_arithmetic)
 }
 
 static void verify_identity(size_t numel, const float *b, float *const *x, const float *out,
-			    double s, int n)
+                            double s, int n)
 {
 	(void)b, (void)s, (void)n;
 	for (size_t e = 0; e < numel; e++)
@@ -548,7 +561,7 @@ TEST(single_model_s1_is_identity)
 /* t >= 2: no matrix column calibrated, so per column the weights are a
  * softmax (sum to 1) and the output stays in the convex hull per element. */
 static void verify_convex(size_t numel, const float *b, float *const *x, const float *out, double s,
-			  int n)
+                          int n)
 {
 	(void)b, (void)s;
 	for (size_t e = 0; e < numel; e++) {
@@ -559,7 +572,7 @@ static void verify_convex(size_t numel, const float *b, float *const *x, const f
 			hi = fmax(hi, x[i][e]);
 		}
 		CHECK_MSG(out[e] >= lo - 1e-5 && out[e] <= hi + 1e-5, "%zu: %g not in [%g, %g]", e,
-			  out[e], lo, hi);
+		          out[e], lo, hi);
 	}
 }
 
@@ -592,7 +605,8 @@ TEST(thread_and_block_independence)
 {
 	for (size_t c = 0; c < sizeof(names) / sizeof(names[0]); c++) {
 		size_t numel = (size_t)numel_of(ndims[c], shapes[c]);
-		float *b = malloc(numel * sizeof(float)), *x[3], *ref = malloc(numel * sizeof(float));
+		float *b = malloc(numel * sizeof(float)), *x[3],
+		      *ref = malloc(numel * sizeof(float));
 		float *out = malloc(numel * sizeof(float));
 		const char *budgets[] = {NULL, "4", "20", "64", "100000"};
 
@@ -612,12 +626,12 @@ TEST(thread_and_block_independence)
 					unsetenv("SMELT_BLOCK_BYTES");
 				tjob_init(&t, names[c], ndims[c], shapes[c], 3, 1.0, 1.0, 0.5);
 				CHECK(smelt_run_job_mem(M, &t.job, b, (const float *const *)x,
-							v || threads > 1 ? out : ref, threads,
-							&err) == 0);
+				                        v || threads > 1 ? out : ref, threads,
+				                        &err) == 0);
 				if (v || threads > 1)
 					CHECK_MSG(memcmp(out, ref, numel * sizeof(float)) == 0,
-						  "%s: budget %s threads %d differs", names[c],
-						  budgets[v] ? budgets[v] : "default", threads);
+					          "%s: budget %s threads %d differs", names[c],
+					          budgets[v] ? budgets[v] : "default", threads);
 			}
 		}
 		unsetenv("SMELT_BLOCK_BYTES");
@@ -728,8 +742,8 @@ TEST(provenance_matches_vectors)
 		const char *name = cJSON_GetObjectItem(p, "name")->valuestring;
 		const cJSON *shp = cJSON_GetObjectItem(p, "shape"), *d;
 		const cJSON *ws = cJSON_GetObjectItem(
-			cJSON_GetObjectItem(cJSON_GetObjectItem(cs, "intermediates"), name),
-			"weight_score");
+		    cJSON_GetObjectItem(cJSON_GetObjectItem(cs, "intermediates"), name),
+		    "weight_score");
 		uint64_t shape[2];
 		int ndim = 0;
 		size_t numel;
@@ -741,18 +755,18 @@ TEST(provenance_matches_vectors)
 
 		cJSON_ArrayForEach(d, shp) shape[ndim++] = (uint64_t)d->valuedouble;
 		numel = (size_t)numel_of(ndim, shape);
-		b = flat_f32(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(in, "models"),
-								     "base"),
-						 name),
-			     numel);
-		x[0] = flat_f32(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(in, "models"),
-									"ft_small"),
-						    name),
-				numel);
-		x[1] = flat_f32(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(in, "models"),
-									"pt_large"),
-						    name),
-				numel);
+		b = flat_f32(
+		    cJSON_GetObjectItem(
+		        cJSON_GetObjectItem(cJSON_GetObjectItem(in, "models"), "base"), name),
+		    numel);
+		x[0] = flat_f32(
+		    cJSON_GetObjectItem(
+		        cJSON_GetObjectItem(cJSON_GetObjectItem(in, "models"), "ft_small"), name),
+		    numel);
+		x[1] = flat_f32(
+		    cJSON_GetObjectItem(
+		        cJSON_GetObjectItem(cJSON_GetObjectItem(in, "models"), "pt_large"), name),
+		    numel);
 		tjob_init(&t, name, ndim, shape, 2, 1.0, 1.0, 1.0);
 		smelt_job_layout(&t.job);
 		t.job.block_rows = t.job.rows;

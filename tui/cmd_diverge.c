@@ -32,21 +32,21 @@ static void on_sigint(int sig)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: smelt diverge --base BASE MODEL... [options]\n"
-		"\n"
-		"Magnitude and direction divergence of each MODEL from BASE, per tensor and per\n"
-		"layer x kind cell, with the WIDEN weights the knobs below would give.\n"
-		"\n"
-		"  --base DIR            the common ancestor (required)\n"
-		"  --json | --csv        machine-readable output (default: a text table)\n"
-		"  --threads N           reader threads (default: all CPUs)\n"
-		"  --threshold T         WIDEN threshold t (alias --above-average-value-ratio), 1\n"
-		"  --calibration S       WIDEN calibration s (alias --score-calibration-value), 1\n"
-		"  --temperature T       softmax temperature (> 0), 1\n"
-		"  --exclude REGEX       tensors keeping the base (omega 0); repeatable\n"
-		"  --no-cache            neither read nor write the statistics cache\n"
-		"  --cache-dir DIR       cache folder (default $XDG_CACHE_HOME/smelt/stats)\n"
-		"  --quiet               no progress on stderr\n");
+	        "usage: smelt diverge --base BASE MODEL... [options]\n"
+	        "\n"
+	        "Magnitude and direction divergence of each MODEL from BASE, per tensor and per\n"
+	        "layer x kind cell, with the WIDEN weights the knobs below would give.\n"
+	        "\n"
+	        "  --base DIR            the common ancestor (required)\n"
+	        "  --json | --csv        machine-readable output (default: a text table)\n"
+	        "  --threads N           reader threads (default: all CPUs)\n"
+	        "  --threshold T         WIDEN threshold t (alias --above-average-value-ratio), 1\n"
+	        "  --calibration S       WIDEN calibration s (alias --score-calibration-value), 1\n"
+	        "  --temperature T       softmax temperature (> 0), 1\n"
+	        "  --exclude REGEX       tensors keeping the base (omega 0); repeatable\n"
+	        "  --no-cache            neither read nor write the statistics cache\n"
+	        "  --cache-dir DIR       cache folder (default $XDG_CACHE_HOME/smelt/stats)\n"
+	        "  --quiet               no progress on stderr\n");
 }
 
 static double now_s(void)
@@ -96,8 +96,8 @@ static cJSON *result_json(const struct smelt_stats_result *r)
 	cJSON_AddNumberToObject(o, "columns", (double)r->n_columns);
 	cJSON_AddNumberToObject(o, "params", (double)r->n_params);
 	cJSON_AddItemToObject(o, "magnitude", summary_json(&r->mag));
-	cJSON_AddItemToObject(o, "direction",
-			      r->dir.n || r->dir.n_nan ? summary_json(&r->dir) : cJSON_CreateNull());
+	cJSON_AddItemToObject(
+	    o, "direction", r->dir.n || r->dir.n_nan ? summary_json(&r->dir) : cJSON_CreateNull());
 	cJSON_AddItemToObject(w, "mean", num(r->w.mean_omega));
 	cJSON_AddItemToObject(w, "min", num(r->w.min_omega));
 	cJSON_AddItemToObject(w, "max", num(r->w.max_omega));
@@ -144,7 +144,7 @@ static struct totals model_totals(const struct smelt_stats *s, int m)
 }
 
 static int print_json(const struct smelt_stats *s, const char *base, char **models, int n,
-		      const char *const *excl, int n_excl, double seconds)
+                      const char *const *excl, int n_excl, double seconds)
 {
 	cJSON *root = cJSON_CreateObject(), *a, *w;
 	struct smelt_stats_progress p;
@@ -316,10 +316,11 @@ static int print_text(const struct smelt_stats *s, char **models, int n, double 
 	for (int m = 0; m < n; m++) {
 		struct totals tt = model_totals(s, m);
 
-		printf("\nmodel %d: %s\n  overall: magnitude %.6g  direction %.6g  mean omega %.4f\n",
-		       m + 1, models[m], tt.mag, tt.dir, tt.omega);
-		printf("  %-6s %-10s %12s %12s %12s %12s %8s %6s %6s\n", "layer", "kind", "mag mean",
-		       "mag p90", "dir mean", "dir p90", "omega", "cal m", "cal d");
+		printf(
+		    "\nmodel %d: %s\n  overall: magnitude %.6g  direction %.6g  mean omega %.4f\n",
+		    m + 1, models[m], tt.mag, tt.dir, tt.omega);
+		printf("  %-6s %-10s %12s %12s %12s %12s %8s %6s %6s\n", "layer", "kind",
+		       "mag mean", "mag p90", "dir mean", "dir p90", "omega", "cal m", "cal d");
 		for (int l = -1; l < L; l++)
 			for (int k = 0; k < SMELT_KIND_COUNT; k++) {
 				struct smelt_stats_result r;
@@ -352,7 +353,7 @@ static void show_progress(const struct smelt_stats_progress *p)
 	double pct = p->bytes_total ? 100.0 * (double)p->bytes_read / (double)p->bytes_total : 0;
 
 	fprintf(stderr, "\r\033[K%5.1f%%  %zu/%zu tensors  %.60s", pct, p->tensors_done,
-		p->tensors_total, p->current);
+	        p->tensors_total, p->current);
 	fflush(stderr);
 }
 
@@ -382,21 +383,21 @@ static int parse_double(const char *opt, const char *v, double *out)
 static int parse_args(int argc, char **argv, struct args *a)
 {
 	static const struct option lo[] = {
-		{"base", required_argument, NULL, 'b'},
-		{"json", no_argument, NULL, 'j'},
-		{"csv", no_argument, NULL, 'c'},
-		{"threads", required_argument, NULL, 't'},
-		{"threshold", required_argument, NULL, 'T'},
-		{"above-average-value-ratio", required_argument, NULL, 'T'},
-		{"calibration", required_argument, NULL, 'S'},
-		{"score-calibration-value", required_argument, NULL, 'S'},
-		{"temperature", required_argument, NULL, 'P'},
-		{"exclude", required_argument, NULL, 'x'},
-		{"no-cache", no_argument, NULL, 'n'},
-		{"cache-dir", required_argument, NULL, 'd'},
-		{"quiet", no_argument, NULL, 'q'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"base", required_argument, NULL, 'b'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"csv", no_argument, NULL, 'c'},
+	    {"threads", required_argument, NULL, 't'},
+	    {"threshold", required_argument, NULL, 'T'},
+	    {"above-average-value-ratio", required_argument, NULL, 'T'},
+	    {"calibration", required_argument, NULL, 'S'},
+	    {"score-calibration-value", required_argument, NULL, 'S'},
+	    {"temperature", required_argument, NULL, 'P'},
+	    {"exclude", required_argument, NULL, 'x'},
+	    {"no-cache", no_argument, NULL, 'n'},
+	    {"cache-dir", required_argument, NULL, 'd'},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 
@@ -515,7 +516,7 @@ static int run(struct args *a)
 	switch (a->fmt) {
 	case OUT_JSON:
 		rc = print_json(s, a->base, a->models, a->n_models, a->excl, a->n_excl,
-				now_s() - t0);
+		                now_s() - t0);
 		break;
 	case OUT_CSV: rc = print_csv(s, a->models, a->n_models); break;
 	case OUT_TEXT: rc = print_text(s, a->models, a->n_models, now_s() - t0); break;

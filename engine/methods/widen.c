@@ -36,34 +36,34 @@ enum widen_branch { BR_MATRIX, BR_MATRIX_T, BR_VECTOR };
 struct widen_state {
 	enum widen_branch branch;
 	int n;
-	uint64_t k;                /* columns (matrix) */
+	uint64_t k; /* columns (matrix) */
 	struct widen_knobs kn;
-	double *row_sums;          /* BR_MATRIX_T: [k][1 + 2n] filled during pass 0 */
-	float *omega;              /* matrix: [n][k] */
-	double *thr;               /* vector: [n] t * mean |delta| */
-	double *mean_omega;        /* [n], valid when have_weights */
+	double *row_sums;   /* BR_MATRIX_T: [k][1 + 2n] filled during pass 0 */
+	float *omega;       /* matrix: [n][k] */
+	double *thr;        /* vector: [n] t * mean |delta| */
+	double *mean_omega; /* [n], valid when have_weights */
 	bool have_weights;
 };
 
 static const struct smelt_param_def widen_params[N_PARAMS] = {
-	[P_THRESHOLD] = {"threshold", SMELT_PARAM_FLOAT, SMELT_SCOPE_GLOBAL, false, 1.0, -INFINITY,
-			 INFINITY, "above_average_value_ratio",
-			 "t: a column is calibrated when its rank exceeds t x the mean rank "
-			 "(t < 0: all, t >= 2: none)",
-			 false},
-	[P_CALIBRATION] = {"calibration", SMELT_PARAM_FLOAT, SMELT_SCOPE_GLOBAL, false, 1.0,
-			   -INFINITY, INFINITY, "score_calibration_value",
-			   "s: the score given to calibrated columns (replaces the softmax score)",
-			   false},
-	[P_TEMPERATURE] = {"temperature", SMELT_PARAM_FLOAT, SMELT_SCOPE_GLOBAL, false, 1.0, 0.0,
-			   INFINITY, NULL,
-			   "T > 0: softmax over models of rank / T (smelt extension; 1 = the authors)",
-			   false},
-	[P_EXCLUDE] = {"exclude", SMELT_PARAM_REGEX_LIST, SMELT_SCOPE_GLOBAL, false, 0.0, -INFINITY,
-		       INFINITY, "exclude_param_names_regex",
-		       "regexes matched at the start of tensor names; matching tensors keep the "
-		       "base",
-		       false},
+    [P_THRESHOLD] = {"threshold", SMELT_PARAM_FLOAT, SMELT_SCOPE_GLOBAL, false, 1.0, -INFINITY,
+                     INFINITY, "above_average_value_ratio",
+                     "t: a column is calibrated when its rank exceeds t x the mean rank "
+                     "(t < 0: all, t >= 2: none)",
+                     false},
+    [P_CALIBRATION] = {"calibration", SMELT_PARAM_FLOAT, SMELT_SCOPE_GLOBAL, false, 1.0, -INFINITY,
+                       INFINITY, "score_calibration_value",
+                       "s: the score given to calibrated columns (replaces the softmax score)",
+                       false},
+    [P_TEMPERATURE] = {"temperature", SMELT_PARAM_FLOAT, SMELT_SCOPE_GLOBAL, false, 1.0, 0.0,
+                       INFINITY, NULL,
+                       "T > 0: softmax over models of rank / T (smelt extension; 1 = the authors)",
+                       false},
+    [P_EXCLUDE] = {"exclude", SMELT_PARAM_REGEX_LIST, SMELT_SCOPE_GLOBAL, false, 0.0, -INFINITY,
+                   INFINITY, "exclude_param_names_regex",
+                   "regexes matched at the start of tensor names; matching tensors keep the "
+                   "base",
+                   false},
 };
 
 static enum widen_branch branch_of(const struct smelt_tensor_job *job)
@@ -81,24 +81,27 @@ static int widen_check(const struct smelt_tensor_job *job, struct smelt_err *err
 	double T = smelt_pg(job, P_TEMPERATURE);
 
 	if (!job->has_base)
-		return smelt_fail(err, SMELT_EINVAL, "widen: %s: a base model is required", job->name);
+		return smelt_fail(err, SMELT_EINVAL, "widen: %s: a base model is required",
+		                  job->name);
 	if (job->n_models < 1 || job->n_models > WIDEN_MAX_MODELS)
 		return smelt_fail(err, SMELT_EINVAL, "widen: %s: needs 1 to %d models, got %d",
-				  job->name, WIDEN_MAX_MODELS, job->n_models);
+		                  job->name, WIDEN_MAX_MODELS, job->n_models);
 	if (!(T > 0.0) || isinf(T))
 		return smelt_fail(err, SMELT_EINVAL,
-				  "widen: %s: temperature %g must be a finite number > 0", job->name, T);
+		                  "widen: %s: temperature %g must be a finite number > 0",
+		                  job->name, T);
 	if (isnan(t) || isnan(s) || isinf(s))
 		return smelt_fail(err, SMELT_EINVAL,
-				  "widen: %s: threshold %g and calibration %g must be numbers "
-				  "(calibration finite)",
-				  job->name, t, s);
+		                  "widen: %s: threshold %g and calibration %g must be numbers "
+		                  "(calibration finite)",
+		                  job->name, t, s);
 	if (branch_of(job) == BR_MATRIX_T && job->rows > UINT32_MAX)
 		return smelt_fail(err, SMELT_EINVAL, "widen: %s: %llu tokens exceed the 2^32 limit",
-				  job->name, (unsigned long long)job->rows);
+		                  job->name, (unsigned long long)job->rows);
 	if (branch_of(job) == BR_MATRIX && job->cols > UINT32_MAX)
-		return smelt_fail(err, SMELT_EINVAL, "widen: %s: %llu columns exceed the 2^32 limit",
-				  job->name, (unsigned long long)job->cols);
+		return smelt_fail(err, SMELT_EINVAL,
+		                  "widen: %s: %llu columns exceed the 2^32 limit", job->name,
+		                  (unsigned long long)job->cols);
 	return 0;
 }
 
@@ -167,12 +170,12 @@ static int widen_setup(struct smelt_tensor_job *job, struct smelt_err *err)
 nomem:
 	widen_release(job);
 	return smelt_fail(err, SMELT_ENOMEM, "widen: %s: out of memory for column statistics",
-			  job->name);
+	                  job->name);
 }
 
 /* Per-element vector weights into omega[0..n) for flat element e. */
 static void vector_omega(const struct widen_state *st, const struct smelt_block *b, size_t e,
-			 double *a, double *omega)
+                         double *a, double *omega)
 {
 	for (int i = 0; i < st->n; i++)
 		a[i] = fabs((double)b->x[i][e] - (double)b->base[e]);
@@ -180,7 +183,7 @@ static void vector_omega(const struct widen_state *st, const struct smelt_block 
 }
 
 static void widen_stats(struct smelt_tensor_job *job, int pass, const struct smelt_block *b,
-			void *acc)
+                        void *acc)
 {
 	struct widen_state *st = job->state;
 	size_t cols = (size_t)job->cols, len = (size_t)b->nrows * cols;
@@ -193,7 +196,8 @@ static void widen_stats(struct smelt_tensor_job *job, int pass, const struct sme
 	case BR_MATRIX_T:
 		for (uint64_t r = 0; r < b->nrows; r++)
 			widen_row_sums(b->base + r * cols, b->x, (size_t)r * cols, st->n, cols,
-				       st->row_sums + (size_t)(b->row0 + r) * (1 + 2 * (size_t)st->n));
+			               st->row_sums +
+			                   (size_t)(b->row0 + r) * (1 + 2 * (size_t)st->n));
 		break;
 	case BR_VECTOR:
 		if (pass == 0) {
@@ -221,7 +225,7 @@ static void widen_stats(struct smelt_tensor_job *job, int pass, const struct sme
  * with column stride cs and model stride ms (bb at sums[j * cs], model i's
  * ww at + (1 + 2i) * ms, wb at + (2 + 2i) * ms). */
 static int matrix_finish(struct smelt_tensor_job *job, const double *sums, size_t cs, size_t ms,
-			 struct smelt_err *err)
+                         struct smelt_err *err)
 {
 	struct widen_state *st = job->state;
 	size_t k = (size_t)st->k, n = (size_t)st->n;
@@ -240,13 +244,14 @@ static int matrix_finish(struct smelt_tensor_job *job, const double *sums, size_
 			const double *c = sums + j * cs;
 
 			widen_divergence(c[0], c[(1 + 2 * i) * ms], c[(2 + 2 * i) * ms], &mag[j],
-					 &dir[j]);
+			                 &dir[j]);
 		}
-		if (widen_positions(mag, k, pos + i * k) || widen_positions(dir, k, pos + (n + i) * k))
+		if (widen_positions(mag, k, pos + i * k) ||
+		    widen_positions(dir, k, pos + (n + i) * k))
 			goto nomem;
 	}
 	if (widen_matrix_weights(st->n, k, pos, pos + n * k, &st->kn, st->omega, NULL, osum, NULL,
-				 NULL))
+	                         NULL))
 		goto nomem;
 	for (size_t i = 0; i < n; i++)
 		st->mean_omega[i] = k ? osum[i] / (double)k : 0.0;
@@ -254,7 +259,7 @@ static int matrix_finish(struct smelt_tensor_job *job, const double *sums, size_
 	goto out;
 nomem:
 	rc = smelt_fail(err, SMELT_ENOMEM, "widen: %s: out of memory ranking %zu columns",
-			job->name, k);
+	                job->name, k);
 out:
 	free(mag);
 	free(pos);
@@ -263,7 +268,7 @@ out:
 }
 
 static int widen_finish(struct smelt_tensor_job *job, int pass, const void *acc,
-			struct smelt_err *err)
+                        struct smelt_err *err)
 {
 	struct widen_state *st = job->state;
 	const double *sum = acc;
@@ -344,42 +349,42 @@ static void widen_weights(const struct smelt_tensor_job *job, double *mean_weigh
 }
 
 const struct smelt_method smelt_method_widen = {
-	.name = "widen",
-	.summary = "weight disentanglement: per-column magnitude/direction ranks decide each "
-		   "model's weight",
-	.help = "Needs a base. For every 2-D weight, each column (input feature; for the token\n"
-		"embedding each token, for lm_head each hidden feature) is split into a magnitude\n"
-		"and a direction, for the base and every model. Per model, the magnitude change\n"
-		"|norm(w)-norm(b)| and the direction change 1-cos(w,b) of every column are ranked\n"
-		"among that model's columns (rank/k in [0,1)). A softmax over the models of rank/T\n"
-		"gives each model a score per column; a column whose rank exceeds threshold x the\n"
-		"mean rank (exactly: position q > t(k-1)/2) gets score `calibration` instead. The\n"
-		"weight is the mean of the magnitude and direction scores, and the output is\n"
-		"base + sum_n weight_n[col] * (model_n - base). 1-D tensors (norms, biases) use\n"
-		"|model-base| per element directly (softmax and threshold against its mean).\n"
-		"All parameters are global. threshold < 0 gives task arithmetic with lambda =\n"
-		"calibration; threshold >= 2 turns calibration off for matrices. Tensors matching\n"
-		"an `exclude` regex keep the base.",
-	.paper = "Yu et al., Extend Model Merging from Fine-Tuned to Pre-Trained Large Language "
-		 "Models via Weight Disentanglement, arXiv:2408.03092 (code: yule-BUAA/MergeLLM)",
-	.base = SMELT_BASE_REQUIRED,
-	.min_models = 1,
-	.max_models = WIDEN_MAX_MODELS,
-	.flags = 0,
-	.params = widen_params,
-	.n_params = N_PARAMS,
-	.check = widen_check,
-	.setup = widen_setup,
-	.stats = widen_stats,
-	.combine = NULL,
-	.finish = widen_finish,
-	.merge = widen_merge,
-	.weights = widen_weights,
-	.release = widen_release,
+    .name = "widen",
+    .summary = "weight disentanglement: per-column magnitude/direction ranks decide each "
+               "model's weight",
+    .help = "Needs a base. For every 2-D weight, each column (input feature; for the token\n"
+            "embedding each token, for lm_head each hidden feature) is split into a magnitude\n"
+            "and a direction, for the base and every model. Per model, the magnitude change\n"
+            "|norm(w)-norm(b)| and the direction change 1-cos(w,b) of every column are ranked\n"
+            "among that model's columns (rank/k in [0,1)). A softmax over the models of rank/T\n"
+            "gives each model a score per column; a column whose rank exceeds threshold x the\n"
+            "mean rank (exactly: position q > t(k-1)/2) gets score `calibration` instead. The\n"
+            "weight is the mean of the magnitude and direction scores, and the output is\n"
+            "base + sum_n weight_n[col] * (model_n - base). 1-D tensors (norms, biases) use\n"
+            "|model-base| per element directly (softmax and threshold against its mean).\n"
+            "All parameters are global. threshold < 0 gives task arithmetic with lambda =\n"
+            "calibration; threshold >= 2 turns calibration off for matrices. Tensors matching\n"
+            "an `exclude` regex keep the base.",
+    .paper = "Yu et al., Extend Model Merging from Fine-Tuned to Pre-Trained Large Language "
+             "Models via Weight Disentanglement, arXiv:2408.03092 (code: yule-BUAA/MergeLLM)",
+    .base = SMELT_BASE_REQUIRED,
+    .min_models = 1,
+    .max_models = WIDEN_MAX_MODELS,
+    .flags = 0,
+    .params = widen_params,
+    .n_params = N_PARAMS,
+    .check = widen_check,
+    .setup = widen_setup,
+    .stats = widen_stats,
+    .combine = NULL,
+    .finish = widen_finish,
+    .merge = widen_merge,
+    .weights = widen_weights,
+    .release = widen_release,
 };
 
 int smelt_widen_job_weights(const struct smelt_method *m, const struct smelt_tensor_job *job,
-			    double *mean_omega)
+                            double *mean_omega)
 {
 	const struct widen_state *st;
 

@@ -166,8 +166,8 @@ static void softmax_models(int n, const double *v, double T, double *p)
 }
 
 int widen_matrix_weights(int n, uint64_t k, const uint32_t *pos_m, const uint32_t *pos_q,
-			 const struct widen_knobs *kn, float *omega_f, double *omega_d,
-			 double *omega_sum, uint64_t *n_cal_m, uint64_t *n_cal_q)
+                         const struct widen_knobs *kn, float *omega_f, double *omega_d,
+                         double *omega_sum, uint64_t *n_cal_m, uint64_t *n_cal_q)
 {
 	uint64_t first_cal = k - widen_n_calibrated(k, kn->t);
 	double *buf = malloc(4 * (size_t)n * sizeof(double));
@@ -213,7 +213,7 @@ int widen_matrix_weights(int n, uint64_t k, const uint32_t *pos_m, const uint32_
 }
 
 void widen_vector_element(int n, const double *a, const double *thr, const struct widen_knobs *kn,
-			  double *omega, bool *calibrated)
+                          double *omega, bool *calibrated)
 {
 	softmax_models(n, a, kn->T, omega);
 	for (int i = 0; i < n; i++) {
@@ -231,7 +231,7 @@ void widen_vector_element(int n, const double *a, const double *thr, const struc
  * entry points are also compiled for AVX2 (picked at load time). Vector
  * width never changes the summation order (columns are independent, lanes
  * are explicit), so every clone gives the same bits. */
-#define WIDEN_HOT __attribute__((optimize("O3")))
+#define WIDEN_HOT    __attribute__((optimize("O3")))
 #define WIDEN_INLINE inline __attribute__((always_inline))
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define WIDEN_CLONES __attribute__((target_clones("avx2", "default")))
@@ -242,8 +242,9 @@ void widen_vector_element(int n, const double *a, const double *thr, const struc
 /* Four rows into the column sums (one read-modify-write of the sums per
  * four rows); restrict lets the compiler vectorize. Summation order per
  * column: ((r0 + r1) + (r2 + r3)) added to the running sum. */
-static WIDEN_HOT WIDEN_INLINE void accumulate_rows4(const float *restrict b, const float *restrict w,
-				       size_t cols, double *restrict ww, double *restrict wb)
+static WIDEN_HOT WIDEN_INLINE void accumulate_rows4(const float *restrict b,
+                                                    const float *restrict w, size_t cols,
+                                                    double *restrict ww, double *restrict wb)
 {
 	const float *b1 = b + cols, *b2 = b1 + cols, *b3 = b2 + cols;
 	const float *w1 = w + cols, *w2 = w1 + cols, *w3 = w2 + cols;
@@ -253,11 +254,12 @@ static WIDEN_HOT WIDEN_INLINE void accumulate_rows4(const float *restrict b, con
 
 		ww[j] += (x0 * x0 + x1 * x1) + (x2 * x2 + x3 * x3);
 		wb[j] += (x0 * (double)b[j] + x1 * (double)b1[j]) +
-			 (x2 * (double)b2[j] + x3 * (double)b3[j]);
+		         (x2 * (double)b2[j] + x3 * (double)b3[j]);
 	}
 }
 
-static WIDEN_HOT WIDEN_INLINE void accumulate_sq4(const float *restrict b, size_t cols, double *restrict bb)
+static WIDEN_HOT WIDEN_INLINE void accumulate_sq4(const float *restrict b, size_t cols,
+                                                  double *restrict bb)
 {
 	const float *b1 = b + cols, *b2 = b1 + cols, *b3 = b2 + cols;
 
@@ -268,8 +270,9 @@ static WIDEN_HOT WIDEN_INLINE void accumulate_sq4(const float *restrict b, size_
 	}
 }
 
-static WIDEN_HOT WIDEN_INLINE void accumulate_row(const float *restrict br, const float *restrict wr,
-				     size_t cols, double *restrict ww, double *restrict wb)
+static WIDEN_HOT WIDEN_INLINE void accumulate_row(const float *restrict br,
+                                                  const float *restrict wr, size_t cols,
+                                                  double *restrict ww, double *restrict wb)
 {
 	for (size_t j = 0; j < cols; j++) {
 		double w = wr[j];
@@ -279,14 +282,15 @@ static WIDEN_HOT WIDEN_INLINE void accumulate_row(const float *restrict br, cons
 	}
 }
 
-static WIDEN_HOT WIDEN_INLINE void accumulate_sq(const float *restrict br, size_t cols, double *restrict bb)
+static WIDEN_HOT WIDEN_INLINE void accumulate_sq(const float *restrict br, size_t cols,
+                                                 double *restrict bb)
 {
 	for (size_t j = 0; j < cols; j++)
 		bb[j] += (double)br[j] * (double)br[j];
 }
 
-WIDEN_HOT WIDEN_CLONES void widen_accumulate_columns(const float *b, const float *const *x, int n, size_t cols,
-					size_t nrows, double *acc)
+WIDEN_HOT WIDEN_CLONES void widen_accumulate_columns(const float *b, const float *const *x, int n,
+                                                     size_t cols, size_t nrows, double *acc)
 {
 	size_t r = 0;
 
@@ -295,8 +299,9 @@ WIDEN_HOT WIDEN_CLONES void widen_accumulate_columns(const float *b, const float
 
 		accumulate_sq4(br, cols, acc);
 		for (int i = 0; i < n; i++)
-			accumulate_rows4(br, x[i] + r * cols, cols, acc + (size_t)(1 + 2 * i) * cols,
-					 acc + (size_t)(2 + 2 * i) * cols);
+			accumulate_rows4(br, x[i] + r * cols, cols,
+			                 acc + (size_t)(1 + 2 * i) * cols,
+			                 acc + (size_t)(2 + 2 * i) * cols);
 	}
 	for (; r < nrows; r++) {
 		const float *br = b + r * cols;
@@ -304,15 +309,15 @@ WIDEN_HOT WIDEN_CLONES void widen_accumulate_columns(const float *b, const float
 		accumulate_sq(br, cols, acc);
 		for (int i = 0; i < n; i++)
 			accumulate_row(br, x[i] + r * cols, cols, acc + (size_t)(1 + 2 * i) * cols,
-				       acc + (size_t)(2 + 2 * i) * cols);
+			               acc + (size_t)(2 + 2 * i) * cols);
 	}
 }
 
 /* Dot products of a contiguous column in four interleaved partial sums
  * (fixed order: lanes combined as (l0 + l1) + (l2 + l3), then the tail),
  * which the compiler can keep in vector registers. */
-static WIDEN_HOT WIDEN_INLINE void dots(const float *restrict b, const float *restrict w, size_t len,
-			   double *ww_out, double *wb_out)
+static WIDEN_HOT WIDEN_INLINE void dots(const float *restrict b, const float *restrict w,
+                                        size_t len, double *ww_out, double *wb_out)
 {
 	double ww[4] = {0, 0, 0, 0}, wb[4] = {0, 0, 0, 0}, tw = 0, tb = 0;
 	size_t j = 0;
@@ -332,8 +337,8 @@ static WIDEN_HOT WIDEN_INLINE void dots(const float *restrict b, const float *re
 	*wb_out = ((wb[0] + wb[1]) + (wb[2] + wb[3])) + tb;
 }
 
-WIDEN_HOT WIDEN_CLONES void widen_row_sums(const float *b, const float *const *x, size_t off,
-				       int n, size_t len, double *out)
+WIDEN_HOT WIDEN_CLONES void widen_row_sums(const float *b, const float *const *x, size_t off, int n,
+                                           size_t len, double *out)
 {
 	double unused;
 

@@ -28,13 +28,13 @@
  * acc[(1 + 2i) * cols + j] += w^2, acc[(2 + 2i) * cols + j] += w*b, in
  * double, rows in order. */
 void widen_accumulate_columns(const float *b, const float *const *x, int n, size_t cols,
-			      size_t nrows, double *acc);
+                              size_t nrows, double *acc);
 
 /* Pass-1 sums of one contiguous column (transposed embedding: a storage
  * row): b and x[i] + off hold len values; out[0] = sum b^2,
  * out[1 + 2i] = sum w_i^2, out[2 + 2i] = sum w_i*b. */
 void widen_row_sums(const float *b, const float *const *x, size_t off, int n, size_t len,
-		    double *out);
+                    double *out);
 
 /* Column divergences from the streamed sums of one column: bb = sum b^2,
  * ww = sum w^2, wb = sum w*b. mag = | |w| - |b| |, dir = 1 - cos(w, b),
@@ -63,13 +63,13 @@ struct widen_knobs {
  * counts of each component (any of them may be NULL). Returns -1 when
  * scratch memory cannot be allocated. */
 int widen_matrix_weights(int n, uint64_t k, const uint32_t *pos_m, const uint32_t *pos_q,
-			 const struct widen_knobs *kn, float *omega_f, double *omega_d,
-			 double *omega_sum, uint64_t *n_cal_m, uint64_t *n_cal_q);
+                         const struct widen_knobs *kn, float *omega_f, double *omega_d,
+                         double *omega_sum, uint64_t *n_cal_m, uint64_t *n_cal_q);
 
 /* Vector branch for one element: a[i] = |w_i - b|, thr[i] = t * mean_i
  * (mean of model i's |delta| over the tensor). Writes omega[i] and
  * calibrated[i] (may be NULL). */
 void widen_vector_element(int n, const double *a, const double *thr, const struct widen_knobs *kn,
-			  double *omega, bool *calibrated);
+                          double *omega, bool *calibrated);
 
 #endif

@@ -60,21 +60,21 @@
 #include "smelt/method.h"
 
 /* WIDEN knob defaults (the authors' settings). */
-#define SMELT_WIDEN_DEFAULT_THRESHOLD 1.0
+#define SMELT_WIDEN_DEFAULT_THRESHOLD   1.0
 #define SMELT_WIDEN_DEFAULT_CALIBRATION 1.0
 #define SMELT_WIDEN_DEFAULT_TEMPERATURE 1.0
 
 struct smelt_stats;
 
 struct smelt_stats_opts {
-	int threads;               /* <= 0: all CPUs */
-	bool no_cache;             /* neither read nor write the disk cache */
-	const char *cache_dir;     /* NULL: $XDG_CACHE_HOME/smelt/stats or ~/.cache/... */
-	double threshold;          /* WIDEN t (above_average_value_ratio) */
-	double calibration;        /* WIDEN s (score_calibration_value) */
-	double temperature;        /* WIDEN T (> 0) */
+	int threads;                /* <= 0: all CPUs */
+	bool no_cache;              /* neither read nor write the disk cache */
+	const char *cache_dir;      /* NULL: $XDG_CACHE_HOME/smelt/stats or ~/.cache/... */
+	double threshold;           /* WIDEN t (above_average_value_ratio) */
+	double calibration;         /* WIDEN s (score_calibration_value) */
+	double temperature;         /* WIDEN T (> 0) */
 	const char *const *exclude; /* regexes (POSIX extended, matched at the start of
-				       the name); matching tensors get omega = 0 */
+	                               the name); matching tensors get omega = 0 */
 	size_t n_exclude;
 	/* Called on the analysis thread after each tensor's results are in
 	 * (outside the lock; keep it short, e.g. wake the UI). May be NULL. */
@@ -89,8 +89,8 @@ void smelt_stats_opts_default(struct smelt_stats_opts *opts);
  * decide orientation, compute the cache key. Reads headers only. Fails when
  * no tensor is shared or n_models < 1. */
 int smelt_stats_open(struct smelt_stats **out, const struct smelt_ckpt *base,
-		     const struct smelt_ckpt *const *models, int n_models,
-		     const struct smelt_stats_opts *opts, struct smelt_err *err);
+                     const struct smelt_ckpt *const *models, int n_models,
+                     const struct smelt_stats_opts *opts, struct smelt_err *err);
 
 /* Run the analysis on the calling thread: load the cache if valid, else
  * stream every tensor once and write the cache. Returns SMELT_ECANCELED
@@ -109,7 +109,7 @@ void smelt_stats_cancel(struct smelt_stats *s);
 void smelt_stats_free(struct smelt_stats *s);
 
 enum smelt_stats_state {
-	SMELT_STATS_IDLE,          /* opened, not started */
+	SMELT_STATS_IDLE, /* opened, not started */
 	SMELT_STATS_RUNNING,
 	SMELT_STATS_DONE,
 	SMELT_STATS_FAILED,
@@ -118,13 +118,13 @@ enum smelt_stats_state {
 
 struct smelt_stats_progress {
 	enum smelt_stats_state state;
-	bool from_cache;           /* results were loaded from the disk cache */
-	uint64_t bytes_read;       /* input bytes consumed so far (all checkpoints) */
+	bool from_cache;     /* results were loaded from the disk cache */
+	uint64_t bytes_read; /* input bytes consumed so far (all checkpoints) */
 	uint64_t bytes_total;
 	size_t tensors_done;
 	size_t tensors_total;
-	uint64_t generation;       /* bumps whenever any result changes (poll for redraw) */
-	char current[256];         /* tensor being read, "" when none */
+	uint64_t generation; /* bumps whenever any result changes (poll for redraw) */
+	char current[256];   /* tensor being read, "" when none */
 };
 
 /* Snapshot of the progress counters (thread-safe). */
@@ -135,48 +135,48 @@ void smelt_stats_progress(const struct smelt_stats *s, struct smelt_stats_progre
 /* Summary of one quantity over the columns (or elements) of a tensor/cell.
  * NaN values (zero columns) are counted in n_nan and left out of the rest. */
 struct smelt_summary {
-	uint64_t n;                /* finite values summarised */
+	uint64_t n; /* finite values summarised */
 	uint64_t n_nan;
 	double mean, min, max;
-	double p50, p90, p99;      /* nearest-rank quantiles */
+	double p50, p90, p99; /* nearest-rank quantiles */
 };
 
 /* WIDEN weights of one model over a tensor/cell for the current knobs. */
 struct smelt_weight_summary {
-	double mean_omega;         /* element-weighted mean omega (the weight the model's
-				      delta receives; 0 for excluded tensors) */
+	double mean_omega; /* element-weighted mean omega (the weight the model's
+	                      delta receives; 0 for excluded tensors) */
 	double min_omega, max_omega;
-	double frac_cal_mag;       /* fraction of columns whose magnitude score was set to s */
-	double frac_cal_dir;       /* same for direction; vector tensors count their one
-				      calibration mask in both */
+	double frac_cal_mag; /* fraction of columns whose magnitude score was set to s */
+	double frac_cal_dir; /* same for direction; vector tensors count their one
+	                        calibration mask in both */
 };
 
 /* One model's results for one tensor or one grid cell. */
 struct smelt_stats_result {
-	bool ready;                /* false until the tensor (all tensors of the cell) is done */
-	int n_tensors;             /* tensors behind this result */
-	uint64_t n_columns;        /* columns (vector tensors: elements) */
-	uint64_t n_params;         /* elements */
-	struct smelt_summary mag;  /* magnitude divergence (vector tensors: |delta|) */
-	struct smelt_summary dir;  /* direction divergence (matrix tensors only) */
+	bool ready;               /* false until the tensor (all tensors of the cell) is done */
+	int n_tensors;            /* tensors behind this result */
+	uint64_t n_columns;       /* columns (vector tensors: elements) */
+	uint64_t n_params;        /* elements */
+	struct smelt_summary mag; /* magnitude divergence (vector tensors: |delta|) */
+	struct smelt_summary dir; /* direction divergence (matrix tensors only) */
 	struct smelt_weight_summary w;
 };
 
 enum smelt_stats_branch {
-	SMELT_BRANCH_MATRIX,       /* Linear-style [out, in], per input column */
-	SMELT_BRANCH_MATRIX_T,     /* token embedding, transposed: per token */
-	SMELT_BRANCH_VECTOR,       /* 1-D, 0-D, or >= 3-D flattened: per element */
-	SMELT_BRANCH_SKIPPED       /* not comparable (shape/dtype mismatch, not float) */
+	SMELT_BRANCH_MATRIX,   /* Linear-style [out, in], per input column */
+	SMELT_BRANCH_MATRIX_T, /* token embedding, transposed: per token */
+	SMELT_BRANCH_VECTOR,   /* 1-D, 0-D, or >= 3-D flattened: per element */
+	SMELT_BRANCH_SKIPPED   /* not comparable (shape/dtype mismatch, not float) */
 };
 
 struct smelt_stats_tensor_info {
-	const char *name;          /* owned by the base checkpoint */
-	int layer;                 /* -1 for none */
+	const char *name; /* owned by the base checkpoint */
+	int layer;        /* -1 for none */
 	enum smelt_kind kind;
 	enum smelt_stats_branch branch;
-	bool excluded;             /* matched an exclusion regex */
-	uint64_t d, k;             /* oriented shape: column length, column count */
-	const char *note;          /* why skipped / "common rows only", or NULL */
+	bool excluded;    /* matched an exclusion regex */
+	uint64_t d, k;    /* oriented shape: column length, column count */
+	const char *note; /* why skipped / "common rows only", or NULL */
 };
 
 size_t smelt_stats_n_tensors(const struct smelt_stats *s);
@@ -186,19 +186,19 @@ int smelt_stats_n_layers(const struct smelt_stats *s);
 
 /* Static description of tensor i (valid until smelt_stats_free). */
 const struct smelt_stats_tensor_info *smelt_stats_tensor_info(const struct smelt_stats *s,
-								size_t i);
+                                                              size_t i);
 
 /* Copy model's result for tensor i into out. Returns false (out->ready =
  * false) while the tensor is pending or when it was skipped. */
 bool smelt_stats_tensor_result(const struct smelt_stats *s, size_t i, int model,
-			       struct smelt_stats_result *out);
+                               struct smelt_stats_result *out);
 
 /* Copy model's result for grid cell (layer, kind), layer = -1 for the row
  * without a layer. Returns false when the cell holds no tensor; out->ready
  * tells whether all its tensors are done (partial cells are summarised
  * over the tensors done so far). */
 bool smelt_stats_cell(const struct smelt_stats *s, int model, int layer, enum smelt_kind kind,
-		      struct smelt_stats_result *out);
+                      struct smelt_stats_result *out);
 
 /* Element-weighted mean omega of model over every analysed tensor of a
  * layer (-1: the tensors without a layer), for the current knobs: what the
@@ -209,11 +209,11 @@ double smelt_stats_layer_weight(const struct smelt_stats *s, int model, int laye
  * statistics for new knobs (t any real, s any real, T > 0). No weights are
  * read. Thread-safe (see the top of this file). */
 int smelt_stats_rescore(struct smelt_stats *s, double threshold, double calibration,
-			double temperature, struct smelt_err *err);
+                        double temperature, struct smelt_err *err);
 
 /* The knobs the current weight summaries were computed with. */
 void smelt_stats_knobs(const struct smelt_stats *s, double *threshold, double *calibration,
-		       double *temperature);
+                       double *temperature);
 
 /* ---- cache ---- */
 
@@ -230,6 +230,6 @@ const char *smelt_stats_cache_path(const struct smelt_stats *s);
  * setup, or the job never ran its statistics pass). The output writer sums
  * these per layer (weighted by job->numel) for the model card. */
 int smelt_widen_job_weights(const struct smelt_method *m, const struct smelt_tensor_job *job,
-			    double *mean_omega);
+                            double *mean_omega);
 
 #endif
