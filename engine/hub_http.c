@@ -64,6 +64,9 @@ int hub_net_init(struct hub_net *net, const char *endpoint, const char *token,
 	net->multi = curl_multi_init();
 	if (!net->multi)
 		return smelt_fail(err, SMELT_ENOMEM, "cannot create a libcurl multi handle");
+	/* One TCP connection per range: HTTP/2 multiplexing would put all
+	 * ranges on one connection and defeat the point of splitting. */
+	curl_multi_setopt(net->multi, CURLMOPT_PIPELINING, CURLPIPE_NOTHING);
 	return 0;
 }
 
