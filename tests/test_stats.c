@@ -480,6 +480,49 @@ TEST(cancel_and_thread_api)
 	close_family(&o);
 }
 
+/* A reader polling cells, progress and re-scoring while the analysis runs
+ * on its own thread always sees consistent results. */
+TEST(poll_while_running)
+{
+	struct opened o;
+	struct smelt_stats_opts opts;
+	struct smelt_stats *s = NULL;
+	struct smelt_err err;
+	struct smelt_stats_progress p;
+	int polls = 0;
+
+	if (open_family(&o))
+		return;
+	smelt_stats_opts_default(&opts);
+	opts.no_cache = true;
+	opts.threads = 2;
+	CHECK(smelt_stats_open(&s, &o.c[0], o.models, 2, &opts, &err) == 0);
+	if (!s) {
+		close_family(&o);
+		return;
+	}
+	CHECK(smelt_stats_start(s, &err) == 0);
+	do {
+		smelt_stats_progress(s, &p);
+		for (int l = -1; l < smelt_stats_n_layers(s); l++)
+			for (int k = 0; k < SMELT_KIND_COUNT; k++) {
+				struct smelt_stats_result r;
+
+				if (smelt_stats_cell(s, 1, l, (enum smelt_kind)k, &r) && r.ready)
+					CHECK(r.n_columns > 0 && r.mag.n + r.mag.n_nan > 0);
+			}
+		if (polls++ % 7 == 3)
+			CHECK(smelt_stats_rescore(s, 1.0 + 0.01 * polls, 1, 1, &err) == 0);
+		CHECK(p.tensors_done <= p.tensors_total && p.bytes_read <= p.bytes_total);
+	} while (p.state == SMELT_STATS_RUNNING);
+	CHECK(smelt_stats_wait(s, &err) == 0);
+	smelt_stats_progress(s, &p);
+	CHECK_EQ_INT(p.state, SMELT_STATS_DONE);
+	CHECK_EQ_INT(p.tensors_done, N_FAMILY);
+	smelt_stats_free(s);
+	close_family(&o);
+}
+
 TEST(exclusions_and_open_errors)
 {
 	struct opened o;
@@ -740,6 +783,7 @@ int main(void)
 	RUN(rescore_round_trip);
 	RUN(cache_reuse_and_invalidation);
 	RUN(cancel_and_thread_api);
+	RUN(poll_while_running);
 	RUN(exclusions_and_open_errors);
 	RUN(mismatched_models);
 	RUN(damaged_cache_is_recomputed);
