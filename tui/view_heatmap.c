@@ -91,8 +91,8 @@ static void grid_range(const struct ui_app *app, struct grid *g)
 	bool layers_only = g->n_layers > 0;
 
 	/* The scale spans the layer cells: the embedding and head usually move
-	 * much more and would flatten the grid; they clamp to the top colour
-	 * (the cell pane shows their exact numbers). */
+	 * much more and would flatten the grid; they clamp to the ends of the
+	 * ramp (the cell pane shows their exact numbers). */
 	g->any = false;
 	for (int m = 0; m < g->n_models; m++) {
 		for (int row = 0; row < g->n_rows; row++) {
@@ -105,6 +105,10 @@ static void grid_range(const struct ui_app *app, struct grid *g)
 				double v;
 				bool ready;
 
+				/* Norm deltas are per element, not per column:
+				 * another unit, so they clamp too. */
+				if (layers_only && app->heat_mode != 2 && c == SMELT_KIND_NORM)
+					continue;
 				if (!cell_value(app, g, m, row, c, &v, &ready))
 					continue;
 				v = scaled(app, v);
@@ -116,8 +120,9 @@ static void grid_range(const struct ui_app *app, struct grid *g)
 			}
 		}
 	}
-	/* Weights read best against 0 when linear; divergences too. */
-	if (!app->heat_log && g->any && g->lo > 0)
+	/* Divergences read best against 0 (no change); weights use their own
+	 * range, which is narrow around the softmax values. */
+	if (!app->heat_log && app->heat_mode != 2 && g->any && g->lo > 0)
 		g->lo = 0;
 }
 
@@ -161,10 +166,12 @@ static void low_tier_cell(const struct ui_app *app, double f, const char **glyph
 		}
 		return;
 	}
-	/* 8/16 colours: hue picks the quarter, shade the position inside it. */
-	level = (int)(f * 15.999);
-	*glyph = ui_g_shade(1 + (level % 4 < 3 ? level % 4 : 3));
-	*st = app_style(app, hues[level / 4], app->theme.bg, A_NORMAL);
+	/* 8/16 colours: eight levels. Glyph density and hue both rise by
+	 * quarter (so the order reads even without colour); bold brightens
+	 * the upper half of each quarter. */
+	level = (int)(f * 7.999);
+	*glyph = ui_g_shade(1 + level / 2);
+	*st = app_style(app, hues[level / 2], app->theme.bg, level % 2 ? A_BOLD : A_NORMAL);
 }
 
 static uint32_t pixel_color(const struct ui_app *app, const struct grid *g, int m, int row,

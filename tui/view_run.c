@@ -90,17 +90,19 @@ static void draw_validation(struct ui_app *app, int y, int x, int h, int w)
 		fmt_bytes(v->bytes_read, a, sizeof(a));
 		fmt_bytes(v->bytes_written, b, sizeof(b));
 		fmt_bytes(v->peak_memory, c, sizeof(c));
-		ui_textf(row++, x, w, st_dim(app),
-			 "%zu tensors, %zu shard%s; reads %s, writes %s, memory ~%s", v->n_tensors,
-			 v->n_shards, v->n_shards == 1 ? "" : "s", a, b, c);
+		char line[256];
+
+		snprintf(line, sizeof(line), "%zu tensors, %zu shard%s; reads %s, writes %s, memory ~%s",
+			 v->n_tensors, v->n_shards, v->n_shards == 1 ? "" : "s", a, b, c);
+		row += ui_text_wrap(row, x, 2, w, st_dim(app), line);
 	}
 	if (v->out_problem[0] && row < y + h) {
 		char line[600];
 
 		snprintf(line, sizeof(line), "error: %s", v->out_problem);
 		row += ui_text_wrap(row, x, y + h - row, w, st_color(app, app->theme.error), line);
-		ui_textf(row++, x + 2, w - 2, st_dim(app),
-			 "fix in view 4 Run: output folder (or overwrite: yes)");
+		row += ui_text_wrap(row, x + 2, y + h - row, w - 2, st_dim(app),
+				    "fix in view 4 Run: output folder (or overwrite: yes)");
 	}
 	for (size_t i = 0; i < v->diag.n && row < y + h - 1; i++) {
 		const struct smelt_diag_item *it = &v->diag.items[i];
