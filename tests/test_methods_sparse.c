@@ -1252,6 +1252,32 @@ TEST(sce_identical_models)
 		CHECK(out[j] == s.t.base[j]);
 }
 
+TEST(empty_tensors)
+{
+	static struct synth s;
+	float out[1];
+
+	for (size_t k = 0; k < sizeof(my_methods) / sizeof(my_methods[0]); k++) {
+		const struct smelt_method *m = method_by_name(my_methods[k]);
+		struct job_buf jb;
+		struct smelt_err err = {0};
+
+		synth_init(&s, "empty.weight", 0, 8);
+		s.t.shape[0] = 0;
+		s.t.n = 0;
+		job_init(&jb, m, &s.t, N_MODELS, 1);
+		for (int i = 0; i < N_MODELS; i++) {
+			if (smelt_method_param(m, "weight") >= 0)
+				set_model(&jb, m, i, "weight", 1.0);
+			if (smelt_method_param(m, "density") >= 0)
+				set_model(&jb, m, i, "density", 0.5);
+		}
+		if (smelt_method_param(m, "select_topk") >= 0)
+			set_global(&jb, m, "select_topk", 0.5);
+		CHECK_MSG(run(m, &jb, &s.t, out, 2, &err) == 0, "%s: %s", m->name, err.msg);
+	}
+}
+
 TEST(metadata)
 {
 	for (size_t i = 0; i < sizeof(my_method_list) / sizeof(my_method_list[0]); i++) {
@@ -1305,6 +1331,7 @@ int main(void)
 	RUN(lambda_zero_gives_base);
 	RUN(ties_without_conflicts_is_task_arithmetic);
 	RUN(sce_identical_models);
+	RUN(empty_tensors);
 	RUN(metadata);
 	cJSON_Delete(inputs);
 	return check_summary();

@@ -165,6 +165,9 @@ static void matrix_weights(struct sce_state *s, const double *sq, uint64_t numel
 {
 	double total = 0;
 
+	if (numel == 0)
+		numel = 1; /* an empty tensor: all sums are 0 */
+
 	/* mergekit: w_i = sum(d_i^2) / numel, normalised; all zero: uniform */
 	for (int i = 0; i < s->n; i++)
 		total += sq[i] / (double)numel;

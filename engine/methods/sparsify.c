@@ -290,7 +290,8 @@ int sp_gta_check(const struct sp_gta_cfg *cfg, const struct smelt_tensor_job *jo
 
 		if (density >= 1.0)
 			continue;
-		if (cfg->trim == SP_TRIM_MAGNITUDE && sp_count(density * (double)n, n) == 0)
+		if (cfg->trim == SP_TRIM_MAGNITUDE && n > 0 &&
+		    sp_count(density * (double)n, n) == 0)
 			return smelt_fail(err, SMELT_EINVAL,
 			                  "%s: tensor %s: model %d: density %g keeps 0 of %llu "
 			                  "elements (floor(density*n) = 0); raise density",
@@ -392,6 +393,9 @@ int sp_gta_setup(const struct sp_gta_cfg *cfg, struct smelt_tensor_job *job, str
 		/* per row: sort keys, deltas, probabilities, one keep byte per model */
 		size_t bytes = (size_t)job->cols *
 		               (2 * sizeof(uint64_t) + 2 * sizeof(float) + (size_t)(n ? n : 1));
+
+		if (bytes == 0)
+			bytes = 1; /* an empty tensor */
 
 		if (slots_init(&s->slots, bytes) != 0) {
 			slots_free(&s->slots);
