@@ -17,7 +17,7 @@ unset HF_TOKEN HUGGING_FACE_HUB_TOKEN HF_HUB_OFFLINE HF_HUB_CACHE HUGGINGFACE_HU
 SIZE=$((4 << 20))
 K=1000000
 
-mode() { curl -s -o /dev/null "$FAULT_URL/_ctl?mode=$1"; }
+mode() { http_get "$FAULT_URL/_ctl?mode=$1"; }
 pull() { # OUT ARGS...
 	local out=$1
 	shift

@@ -18,7 +18,7 @@ the behaviour for later requests:
   busy     the next n requests answer 503 with Retry-After: 1
   norange  blob GETs ignore Range and answer 200 with the whole file
   badsum   blob GETs send wrong bytes of the right length
-  slow     blob GETs trickle (64 KiB every 50 ms)
+  slow     blob GETs trickle (32 KiB every 50 ms)
 
 Every request is logged to LOGFILE as one line:
   METHOD PATH RANGE STATUS BODY_BYTES_SENT
@@ -154,10 +154,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if mode == "slow":
             sent = 0
             try:
-                for off in range(0, len(body), 65536):
-                    self.wfile.write(body[off:off + 65536])
+                for off in range(0, len(body), 32768):
+                    self.wfile.write(body[off:off + 32768])
                     self.wfile.flush()
-                    sent += len(body[off:off + 65536])
+                    sent += len(body[off:off + 32768])
                     time.sleep(0.05)
             except OSError:
                 self.close_connection = True
