@@ -231,8 +231,12 @@ void widen_vector_element(int n, const double *a, const double *thr, const struc
  * entry points are also compiled for AVX2 (picked at load time). Vector
  * width never changes the summation order (columns are independent, lanes
  * are explicit), so every clone gives the same bits. */
-#define WIDEN_HOT    __attribute__((optimize("O3")))
 #define WIDEN_INLINE inline __attribute__((always_inline))
+#if defined(__GNUC__) && !defined(__clang__)
+#define WIDEN_HOT __attribute__((optimize("O3")))
+#else
+#define WIDEN_HOT /* clang vectorizes these loops at -O2 already */
+#endif
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define WIDEN_CLONES __attribute__((target_clones("avx2", "default")))
 #else
