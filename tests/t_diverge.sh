@@ -36,6 +36,14 @@ field() {
 	python3 -c 'import json,sys; d=json.load(open(sys.argv[2])); print(eval(sys.argv[1], {"d": d}))' "$1" "$2"
 }
 
+# The trained tiny family is always checked too: its fine-tune moved less
+# than its continued pre-training, in most cells of the grid.
+"$SMELT_BIN" diverge --base "$fam/base" "$fam/ft" "$fam/pt" --json --quiet --no-cache >"$tmp/t.json"
+check "tiny family: pt diverges > 1.5x ft (magnitude)" \
+	[ "$(field 'd["totals"][1]["magnitude_mean"] > 1.5 * d["totals"][0]["magnitude_mean"]' "$tmp/t.json")" = True ]
+check "tiny family: pt diverges > 1.5x ft (direction)" \
+	[ "$(field 'd["totals"][1]["direction_mean"] > 1.5 * d["totals"][0]["direction_mean"]' "$tmp/t.json")" = True ]
+
 "$SMELT_BIN" diverge --base "$base" "$small" "$large" --json --quiet >"$tmp/a.json"
 check "json format tag" [ "$(field 'd["format"]' "$tmp/a.json")" = smelt-diverge-v1 ]
 check "first run reads weights" [ "$(field 'd["from_cache"]' "$tmp/a.json")" = False ]
