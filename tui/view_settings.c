@@ -352,6 +352,12 @@ static bool curve_key(struct ui_app *app, int ch)
 		app->curve_edit = false;
 		return false;
 	}
+	/* Global keys leave the editor and do their usual job. */
+	if ((ch >= '1' && ch <= '4') || ch == '?' || ch == 'q' || ch == 'r' || ch == KEY_MOUSE ||
+	    ch == KEY_RESIZE) {
+		app->curve_edit = false;
+		return false;
+	}
 	switch (ch) {
 	case 27:
 	case '\n':
