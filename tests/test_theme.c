@@ -40,7 +40,7 @@ TEST(shipped_themes_load)
 
 		smelt_err_clear(&err);
 		CHECK_MSG(theme_load(&t, theme_path(names[i], path, sizeof(path)), &err) == 0,
-			  "%s: %s", names[i], err.msg);
+		          "%s: %s", names[i], err.msg);
 		CHECK_MSG(strcmp(t.name, names[i]) == 0, "name %s vs %s", t.name, names[i]);
 	}
 }
@@ -52,8 +52,8 @@ TEST(partial_theme_keeps_defaults)
 
 	theme_default(&def);
 	theme_default(&t);
-	CHECK(theme_parse(&t, "{\"name\":\"mine\",\"error\":\"#112233\",\"x\":1}", "mine",
-			  &err) == 0);
+	CHECK(theme_parse(&t, "{\"name\":\"mine\",\"error\":\"#112233\",\"x\":1}", "mine", &err) ==
+	      0);
 	CHECK_EQ_INT(t.error, 0x112233);
 	CHECK_EQ_INT(t.fg, def.fg);
 	CHECK(strcmp(t.name, "mine") == 0);
@@ -65,9 +65,10 @@ TEST(two_point_ramp)
 	struct smelt_err err;
 
 	theme_default(&t);
-	CHECK(theme_parse(&t, "{\"heat_start\":\"#000000\",\"heat_mid\":\"\","
-			      "\"heat_end\":\"#ffffff\"}",
-			  "grey", &err) == 0);
+	CHECK(theme_parse(&t,
+	                  "{\"heat_start\":\"#000000\",\"heat_mid\":\"\","
+	                  "\"heat_end\":\"#ffffff\"}",
+	                  "grey", &err) == 0);
 	CHECK(!t.heat_has_mid);
 	CHECK_EQ_INT(theme_heat(&t, 0.5), 0x808080);
 }

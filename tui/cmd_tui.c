@@ -15,18 +15,17 @@
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: smelt tui [--recipe FILE] [-o OUT] [--theme NAME] [CHECKPOINT...]\n"
-		"\n"
-		"Open the merge workbench. The first CHECKPOINT is the base, the others\n"
-		"are the models to merge (folders or org/name[@rev] in the HF cache).\n"
-		"\n"
-		"  --recipe FILE   load a recipe (JSON or mergekit YAML)\n"
-		"  -o, --output D  output folder of the Run view\n"
-		"  --theme NAME    colour theme (also SMELT_THEME): dark, light,\n"
-		"                  high-contrast, viridis, or a path to a .json file\n"
-		"\n"
-		"NO_COLOR=1 turns colours off. Press ? inside for every key.\n");
+	fprintf(out, "usage: smelt tui [--recipe FILE] [-o OUT] [--theme NAME] [CHECKPOINT...]\n"
+	             "\n"
+	             "Open the merge workbench. The first CHECKPOINT is the base, the others\n"
+	             "are the models to merge (folders or org/name[@rev] in the HF cache).\n"
+	             "\n"
+	             "  --recipe FILE   load a recipe (JSON or mergekit YAML)\n"
+	             "  -o, --output D  output folder of the Run view\n"
+	             "  --theme NAME    colour theme (also SMELT_THEME): dark, light,\n"
+	             "                  high-contrast, viridis, or a path to a .json file\n"
+	             "\n"
+	             "NO_COLOR=1 turns colours off. Press ? inside for every key.\n");
 }
 
 struct tui_args {
@@ -48,7 +47,7 @@ static int parse_args(int argc, char **argv, struct tui_args *a)
 			usage(stdout);
 			return -1;
 		} else if (!strcmp(s, "--recipe") || !strcmp(s, "-o") || !strcmp(s, "--output") ||
-			   !strcmp(s, "--theme")) {
+		           !strcmp(s, "--theme")) {
 			if (i + 1 >= argc) {
 				cli_error("%s needs a value", s);
 				return 2;
@@ -174,7 +173,7 @@ int cmd_tui(int argc, char **argv)
 
 		if (ui_term_open(nc && *nc)) {
 			cli_error("cannot initialise the terminal (TERM=%s)",
-				  getenv("TERM") ? getenv("TERM") : "");
+			          getenv("TERM") ? getenv("TERM") : "");
 			work_shutdown(app);
 			rc = 1;
 			goto out;

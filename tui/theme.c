@@ -98,13 +98,34 @@ struct theme_key {
 	size_t off;
 };
 
-#define KEY(f) {#f, offsetof(struct theme, f)}
+#define KEY(f)                                                                                     \
+	{                                                                                          \
+#f, offsetof(struct theme, f)                                                      \
+	}
 static const struct theme_key theme_keys[] = {
-	KEY(bg),         KEY(fg),        KEY(dim),          KEY(title),         KEY(border),
-	KEY(border_focus), KEY(tab_bg),  KEY(tab_fg),       KEY(tab_active_bg), KEY(tab_active_fg),
-	KEY(cursor_bg),  KEY(cursor_fg), KEY(select_fg),    KEY(ok),            KEY(warn),
-	KEY(error),      KEY(accent),    KEY(bar_on),       KEY(bar_off),       KEY(status_bg),
-	KEY(status_fg),  KEY(heat_start), KEY(heat_end),
+    KEY(bg),
+    KEY(fg),
+    KEY(dim),
+    KEY(title),
+    KEY(border),
+    KEY(border_focus),
+    KEY(tab_bg),
+    KEY(tab_fg),
+    KEY(tab_active_bg),
+    KEY(tab_active_fg),
+    KEY(cursor_bg),
+    KEY(cursor_fg),
+    KEY(select_fg),
+    KEY(ok),
+    KEY(warn),
+    KEY(error),
+    KEY(accent),
+    KEY(bar_on),
+    KEY(bar_off),
+    KEY(status_bg),
+    KEY(status_fg),
+    KEY(heat_start),
+    KEY(heat_end),
 };
 #undef KEY
 
@@ -128,8 +149,8 @@ int theme_parse(struct theme *t, const char *text, const char *what, struct smel
 		if (!cJSON_IsString(item) ||
 		    parse_color(item->valuestring, (uint32_t *)((char *)t + theme_keys[i].off))) {
 			rc = smelt_fail(err, SMELT_EFORMAT,
-					"%s: key \"%s\": expected \"#RRGGBB\" or \"\"", what,
-					theme_keys[i].name);
+			                "%s: key \"%s\": expected \"#RRGGBB\" or \"\"", what,
+			                theme_keys[i].name);
 			goto out;
 		}
 	}
@@ -139,7 +160,7 @@ int theme_parse(struct theme *t, const char *text, const char *what, struct smel
 
 		if (!cJSON_IsString(item) || parse_color(item->valuestring, &mid)) {
 			rc = smelt_fail(err, SMELT_EFORMAT,
-					"%s: key \"heat_mid\": expected \"#RRGGBB\" or \"\"", what);
+			                "%s: key \"heat_mid\": expected \"#RRGGBB\" or \"\"", what);
 			goto out;
 		}
 		t->heat_has_mid = mid != UI_DEFAULT;
@@ -147,7 +168,7 @@ int theme_parse(struct theme *t, const char *text, const char *what, struct smel
 	}
 	if (t->heat_start == UI_DEFAULT || t->heat_end == UI_DEFAULT) {
 		rc = smelt_fail(err, SMELT_EFORMAT, "%s: heat_start and heat_end need colours",
-				what);
+		                what);
 		goto out;
 	}
 	expand_ramp(t);
@@ -211,8 +232,8 @@ int theme_load(struct theme *t, const char *name, struct smelt_err *err)
 	}
 	if (!text)
 		return smelt_fail(err, SMELT_ENOTFOUND,
-				  "theme '%s' not found (looked in %s and %s)", name, dir,
-				  SMELT_THEME_DIR);
+		                  "theme '%s' not found (looked in %s and %s)", name, dir,
+		                  SMELT_THEME_DIR);
 	rc = theme_parse(t, text, path, err);
 	free(text);
 	return rc;

@@ -15,11 +15,10 @@
 #include "ui_term.h"
 #include "ui_work.h"
 
-#define MIN_COLS 72
+#define MIN_COLS  72
 #define MIN_LINES 18
 
-static const char *const view_names[UI_VIEW_COUNT] = {"Checkpoints", "Heatmap", "Settings",
-						      "Run"};
+static const char *const view_names[UI_VIEW_COUNT] = {"Checkpoints", "Heatmap", "Settings", "Run"};
 
 /* ---- styles ---- */
 
@@ -37,7 +36,7 @@ struct ui_style st_text(const struct ui_app *app)
 struct ui_style st_dim(const struct ui_app *app)
 {
 	return app_style(app, app->theme.dim, app->theme.bg,
-			 ui_term.tier == UI_TIER_MONO ? A_DIM : A_NORMAL);
+	                 ui_term.tier == UI_TIER_MONO ? A_DIM : A_NORMAL);
 }
 
 struct ui_style st_title(const struct ui_app *app)
@@ -47,8 +46,8 @@ struct ui_style st_title(const struct ui_app *app)
 
 struct ui_style st_border(const struct ui_app *app, bool focused)
 {
-	return app_style(app, focused ? app->theme.border_focus : app->theme.border,
-			 app->theme.bg, focused ? A_BOLD : A_NORMAL);
+	return app_style(app, focused ? app->theme.border_focus : app->theme.border, app->theme.bg,
+	                 focused ? A_BOLD : A_NORMAL);
 }
 
 struct ui_style st_cursor(const struct ui_app *app, bool focused)
@@ -65,8 +64,7 @@ struct ui_style st_cursor(const struct ui_app *app, bool focused)
 
 struct ui_style st_color(const struct ui_app *app, uint32_t fg)
 {
-	return app_style(app, fg, app->theme.bg,
-			 ui_term.tier == UI_TIER_MONO ? A_BOLD : A_NORMAL);
+	return app_style(app, fg, app->theme.bg, ui_term.tier == UI_TIER_MONO ? A_BOLD : A_NORMAL);
 }
 
 /* ---- small helpers ---- */
@@ -197,9 +195,9 @@ static void draw_topbar(struct ui_app *app)
 	x = ui_text(0, 0, COLS, brand, " smelt ");
 	for (int v = 0; v < UI_VIEW_COUNT; v++) {
 		bool on = app->view == (enum ui_view)v;
-		struct ui_style st = on ? app_style(app, app->theme.tab_active_fg,
-						    app->theme.tab_active_bg, A_BOLD)
-					: bar;
+		struct ui_style st =
+		    on ? app_style(app, app->theme.tab_active_fg, app->theme.tab_active_bg, A_BOLD)
+		       : bar;
 		char label[40];
 
 		if (ui_term.tier == UI_TIER_MONO && on)
@@ -212,7 +210,7 @@ static void draw_topbar(struct ui_app *app)
 	}
 	if (app->run_state == UI_RUN_RUNNING && app->prog) {
 		snprintf(right, sizeof(right), "merging %3.0f%% ",
-			 100 * smelt_progress_fraction(app->prog));
+		         100 * smelt_progress_fraction(app->prog));
 	} else if (app->stats_running && app->stats) {
 		struct smelt_stats_progress p;
 
@@ -236,13 +234,14 @@ static const char *view_hints(const struct ui_app *app)
 {
 	switch (app->view) {
 	case UI_VIEW_CKPT:
-		return "Enter open  b base  a/Space add  d remove  / hub ref  Tab pane  ? keys  q quit";
+		return "Enter open  b base  a/Space add  d remove  / hub ref  Tab pane  ? keys  q "
+		       "quit";
 	case UI_VIEW_HEAT:
 		return "m mode  s lin/log  arrows/hjkl move  click a cell  ? keys  r run  q quit";
 	case UI_VIEW_SETTINGS:
-		return "Enter edit  +/- adjust  g gradient  x reset  s save  o load  ? keys  q quit";
-	case UI_VIEW_RUN:
-		return "Enter edit  r run  c cancel  v validate  ? keys  q quit";
+		return "Enter edit  +/- adjust  g gradient  x reset  s save  o load  ? keys  q "
+		       "quit";
+	case UI_VIEW_RUN: return "Enter edit  r run  c cancel  v validate  ? keys  q quit";
 	case UI_VIEW_COUNT: break;
 	}
 	return "";
@@ -279,8 +278,8 @@ static void draw_dialog(struct ui_app *app)
 	       app->dialog == UI_DLG_INPUT ? app->input.prompt : "Confirm", true, st_title(app));
 	if (app->dialog == UI_DLG_QUIT)
 		msg = app->run_state == UI_RUN_RUNNING
-			      ? "A merge is running. Cancel it and quit? (y/n)"
-			      : "Work is running. Stop it and quit? (y/n)";
+		          ? "A merge is running. Cancel it and quit? (y/n)"
+		          : "Work is running. Stop it and quit? (y/n)";
 	else if (app->dialog == UI_DLG_CANCEL)
 		msg = "Cancel the merge? Nothing partial will remain. (y/n)";
 	if (msg) {
@@ -308,7 +307,7 @@ static void draw(struct ui_app *app)
 	ui_fill(0, 0, LINES, COLS, st_text(app));
 	if (COLS < MIN_COLS || LINES < MIN_LINES) {
 		ui_textf(LINES / 2, 1, COLS - 2, st_color(app, app->theme.warn),
-			 "terminal too small: %dx%d, need %dx%d", COLS, LINES, MIN_COLS, MIN_LINES);
+		         "terminal too small: %dx%d, need %dx%d", COLS, LINES, MIN_COLS, MIN_LINES);
 		refresh();
 		return;
 	}

@@ -29,21 +29,21 @@
 #include "theme.h"
 #include "ui_queue.h"
 
-#define UI_MAX_MODELS 8         /* merged models besides the base */
-#define UI_GRAD_MAX 9           /* anchors of a gradient parameter */
-#define UI_PATH_MAX 1024
+#define UI_MAX_MODELS 8 /* merged models besides the base */
+#define UI_GRAD_MAX   9 /* anchors of a gradient parameter */
+#define UI_PATH_MAX   1024
 
 enum ui_view { UI_VIEW_CKPT, UI_VIEW_HEAT, UI_VIEW_SETTINGS, UI_VIEW_RUN, UI_VIEW_COUNT };
 
 /* A checkpoint the user picked: the base (slot 0) or a merged model. */
 struct ui_slot {
 	bool used;
-	char ref[UI_PATH_MAX];    /* as the user named it: a folder or org/name[@rev] */
-	char path[UI_PATH_MAX];   /* resolved folder once opened */
-	int state;                /* 0 opening, 1 open, -1 failed */
+	char ref[UI_PATH_MAX];  /* as the user named it: a folder or org/name[@rev] */
+	char path[UI_PATH_MAX]; /* resolved folder once opened */
+	int state;              /* 0 opening, 1 open, -1 failed */
 	char error[512];
-	struct smelt_ckpt *ckpt;  /* open when state == 1 */
-	int id;                   /* request id, to drop stale worker answers */
+	struct smelt_ckpt *ckpt; /* open when state == 1 */
+	int id;                  /* request id, to drop stale worker answers */
 	/* Compatibility with the base, recomputed whenever either changes. */
 	int n_missing, n_shape, n_dtype;
 	bool vocab_mismatch;
@@ -52,11 +52,11 @@ struct ui_slot {
 
 /* A parameter value as the settings form edits it. */
 struct ui_pval {
-	bool set;                 /* false: the method default applies */
-	bool gradient;            /* v[0..n) are anchors over the layers */
+	bool set;      /* false: the method default applies */
+	bool gradient; /* v[0..n) are anchors over the layers */
 	int n;
 	double v[UI_GRAD_MAX];
-	char text[512];           /* REGEX_LIST: comma-separated regexes */
+	char text[512]; /* REGEX_LIST: comma-separated regexes */
 };
 
 struct ui_settings {
@@ -64,11 +64,11 @@ struct ui_settings {
 	struct ui_pval global[SMELT_MAX_PARAMS];
 	struct ui_pval model[UI_MAX_MODELS][SMELT_MAX_PARAMS];
 	char out_dir[UI_PATH_MAX];
-	char out_dtype[16];       /* "" = like the base */
-	char shard[32];           /* "5GB" */
-	int threads;              /* 0 = all CPUs */
-	bool force;               /* replace a non-empty output folder */
-	char *raw_recipe;         /* a loaded recipe the form cannot express (slices) */
+	char out_dtype[16]; /* "" = like the base */
+	char shard[32];     /* "5GB" */
+	int threads;        /* 0 = all CPUs */
+	bool force;         /* replace a non-empty output folder */
+	char *raw_recipe;   /* a loaded recipe the form cannot express (slices) */
 	char raw_note[256];
 };
 
@@ -79,7 +79,7 @@ struct ui_validation {
 	bool ok;
 	uint64_t bytes_read, bytes_written, peak_memory;
 	size_t n_tensors, n_shards;
-	char out_problem[512];    /* smelt_merge_check_output's message, "" when fine */
+	char out_problem[512]; /* smelt_merge_check_output's message, "" when fine */
 };
 
 enum ui_run_state { UI_RUN_IDLE, UI_RUN_RUNNING, UI_RUN_DONE, UI_RUN_FAILED, UI_RUN_CANCELED };
@@ -91,7 +91,7 @@ struct ui_input {
 	char buf[UI_PATH_MAX];
 	int len;
 	char prompt[128];
-	int purpose;              /* what Enter does, view-specific */
+	int purpose; /* what Enter does, view-specific */
 };
 
 struct ui_app {
@@ -99,11 +99,11 @@ struct ui_app {
 	struct ui_queue queue;
 	bool quit;
 	volatile sig_atomic_t *term_flag; /* set by SIGTERM/SIGHUP: quit cleanly */
-	bool dirty;               /* redraw needed */
+	bool dirty;                       /* redraw needed */
 	enum ui_view view;
 	enum ui_dialog dialog;
 	struct ui_input input;
-	char status[512];         /* last status message */
+	char status[512]; /* last status message */
 	bool status_error;
 	uint64_t status_ns;
 
@@ -113,15 +113,15 @@ struct ui_app {
 
 	/* checkpoints view */
 	char browse_dir[UI_PATH_MAX];
-	char **entries;           /* names in browse_dir, directories first */
-	bool *entry_is_model;     /* folder holds safetensors */
+	char **entries;       /* names in browse_dir, directories first */
+	bool *entry_is_model; /* folder holds safetensors */
 	int n_entries, browse_cur, browse_top;
 	struct smelt_hub_cache_list cache;
 	bool cache_scanned, cache_scanning;
 	char cache_error[256];
 	int cache_cur, cache_top;
-	int sel_cur;              /* cursor in the selection pane */
-	int ckpt_pane;            /* 0 browser, 1 cache, 2 selection */
+	int sel_cur;   /* cursor in the selection pane */
+	int ckpt_pane; /* 0 browser, 1 cache, 2 selection */
 	atomic_bool hub_cancel;
 	bool hub_running;
 	struct smelt_hub_progress hub_prog;
@@ -131,36 +131,36 @@ struct ui_app {
 	/* statistics */
 	struct smelt_stats *stats;
 	pthread_t stats_thread;
-	bool stats_running;       /* worker alive (join on done) */
-	int stats_gen;            /* bumps when the model set changes */
+	bool stats_running; /* worker alive (join on done) */
+	int stats_gen;      /* bumps when the model set changes */
 	char stats_error[512];
-	bool stats_stale;         /* model set changed: restart when possible */
+	bool stats_stale; /* model set changed: restart when possible */
 	pthread_t rescore_thread;
 	bool rescore_running, rescore_pending;
 	double knob_t, knob_s, knob_T; /* what the running rescore uses */
 
 	/* heatmap view */
-	int heat_mode;            /* 0 magnitude, 1 direction, 2 WIDEN weight */
+	int heat_mode; /* 0 magnitude, 1 direction, 2 WIDEN weight */
 	bool heat_log;
-	int heat_row, heat_col;   /* cursor: grid row, kind column */
-	int heat_model;           /* which model the detail pane shows (-1 all) */
+	int heat_row, heat_col; /* cursor: grid row, kind column */
+	int heat_model;         /* which model the detail pane shows (-1 all) */
 	int heat_top;
 
 	/* settings view */
 	struct ui_settings set;
-	int set_pane;             /* 0 method list, 1 parameters */
+	int set_pane; /* 0 method list, 1 parameters */
 	int method_cur, method_top;
-	int param_cur;            /* row in the form */
-	int param_col;            /* 0 = global, 1.. = model column */
-	bool curve_edit;          /* editing a gradient as a curve */
+	int param_cur;   /* row in the form */
+	int param_col;   /* 0 = global, 1.. = model column */
+	bool curve_edit; /* editing a gradient as a curve */
 	int curve_anchor;
 
 	/* validation and run */
-	int valid_gen;            /* bumps whenever settings or models change */
+	int valid_gen; /* bumps whenever settings or models change */
 	struct ui_validation *valid;
 	bool validating;
 	pthread_t valid_thread;
-	int run_cur;              /* row in the run form */
+	int run_cur; /* row in the run form */
 	enum ui_run_state run_state;
 	struct smelt_progress *prog;
 	pthread_t run_thread;
@@ -168,7 +168,7 @@ struct ui_app {
 	char run_result[UI_PATH_MAX + 256];
 	double run_seconds;
 	uint64_t run_bytes_written;
-	bool run_after_validate;  /* `r` pressed: start once validation passes */
+	bool run_after_validate;         /* `r` pressed: start once validation passes */
 	struct smelt_recipe *run_recipe; /* parsed recipe the running plan borrows */
 
 	/* screen geometry of clickable things, set while drawing */
@@ -182,7 +182,7 @@ struct ui_app {
 /* The event loop: returns when the user quits, with every worker joined. */
 int app_run(struct ui_app *app);
 void app_status(struct ui_app *app, bool error, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* Something the recipe depends on changed: revalidate, restart stats. */
 void app_models_changed(struct ui_app *app);
 void app_settings_changed(struct ui_app *app);

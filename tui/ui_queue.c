@@ -55,7 +55,7 @@ void ui_queue_post(struct ui_queue *q, const struct ui_msg *msg)
 }
 
 void ui_queue_postf(struct ui_queue *q, enum ui_msg_type type, int a, int b, void *ptr,
-		    const char *fmt, ...)
+                    const char *fmt, ...)
 {
 	struct ui_msg m;
 	va_list ap;

@@ -44,7 +44,7 @@ void ui_queue_destroy(struct ui_queue *q);
 void ui_queue_post(struct ui_queue *q, const struct ui_msg *msg);
 /* Convenience: post a message with only a type, ints and text. */
 void ui_queue_postf(struct ui_queue *q, enum ui_msg_type type, int a, int b, void *ptr,
-		    const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+                    const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 /* UI thread: take the next message; returns 0 when the queue is empty. */
 int ui_queue_take(struct ui_queue *q, struct ui_msg *out);
 

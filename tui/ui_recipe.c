@@ -8,10 +8,9 @@
 
 #include "ui_recipe.h"
 
-static const char *const names_threshold[] = {"threshold", "above_average_value_ratio", "t",
-					      NULL};
+static const char *const names_threshold[] = {"threshold", "above_average_value_ratio", "t", NULL};
 static const char *const names_calibration[] = {"calibration", "score_calibration_value", "s",
-						NULL};
+                                                NULL};
 static const char *const names_temperature[] = {"temperature", "T", NULL};
 
 void recipe_set_method(struct ui_settings *s, const struct smelt_method *m)
@@ -63,8 +62,7 @@ static void number_text(double x, const struct smelt_param_def *p, char *buf, si
 		snprintf(buf, n, "%.4g", x);
 }
 
-void recipe_pval_text(const struct ui_pval *v, const struct smelt_param_def *p, char *buf,
-		      size_t n)
+void recipe_pval_text(const struct ui_pval *v, const struct smelt_param_def *p, char *buf, size_t n)
 {
 	char num[32];
 	size_t used;
@@ -124,7 +122,7 @@ static cJSON *pval_json(const struct ui_pval *v, const struct smelt_param_def *p
 }
 
 static void add_params(cJSON *obj, const struct smelt_method *m, const struct ui_pval *vals,
-		       enum smelt_param_scope scope)
+                       enum smelt_param_scope scope)
 {
 	cJSON *params = NULL;
 
@@ -135,7 +133,8 @@ static void add_params(cJSON *obj, const struct smelt_method *m, const struct ui
 			continue;
 		if (!params)
 			params = cJSON_AddObjectToObject(obj, "parameters");
-		cJSON_AddItemToObject(params, m->params[i].name, pval_json(&vals[i], &m->params[i]));
+		cJSON_AddItemToObject(params, m->params[i].name,
+		                      pval_json(&vals[i], &m->params[i]));
 	}
 }
 
@@ -179,7 +178,7 @@ char *recipe_build_json(const struct ui_app *app)
 			if (!top)
 				top = cJSON_AddObjectToObject(root, "parameters");
 			cJSON_AddItemToObject(top, m->params[i].name,
-					      pval_json(&s->global[i], &m->params[i]));
+			                      pval_json(&s->global[i], &m->params[i]));
 		}
 	}
 	if (s->out_dtype[0])
@@ -190,7 +189,7 @@ char *recipe_build_json(const struct ui_app *app)
 }
 
 static void pval_from_recipe(struct ui_pval *dst, const struct smelt_pvalue *v,
-			     const struct smelt_param_def *p)
+                             const struct smelt_param_def *p)
 {
 	double x;
 
@@ -204,8 +203,8 @@ static void pval_from_recipe(struct ui_pval *dst, const struct smelt_pvalue *v,
 			for (size_t i = 0; i < v->n_items && used < sizeof(dst->text); i++)
 				if (v->items[i].kind == SMELT_PV_STRING)
 					used += (size_t)snprintf(dst->text + used,
-								 sizeof(dst->text) - used, "%s%s",
-								 used ? "," : "", v->items[i].str);
+					                         sizeof(dst->text) - used, "%s%s",
+					                         used ? "," : "", v->items[i].str);
 		}
 		dst->set = true;
 		return;
@@ -230,7 +229,7 @@ static void pval_from_recipe(struct ui_pval *dst, const struct smelt_pvalue *v,
 }
 
 static void apply_pset(struct ui_pval *vals, const struct smelt_method *m,
-		       const struct smelt_pset *ps)
+                       const struct smelt_pset *ps)
 {
 	for (size_t i = 0; i < ps->n; i++) {
 		int k = smelt_method_param(m, ps->names[i]);
@@ -264,7 +263,7 @@ int recipe_apply(struct ui_app *app, const struct smelt_recipe *r, char *msg, si
 		/* The form edits the models: form only; keep the text as is. */
 		s->raw_recipe = strdup(r->source_text ? r->source_text : "");
 		snprintf(s->raw_note, sizeof(s->raw_note),
-			 "recipe uses slices: shown read-only, run as written");
+		         "recipe uses slices: shown read-only, run as written");
 		for (size_t i = 0; i < r->n_model_refs && model_no < UI_MAX_MODELS; i++)
 			if (!r->base_model || strcmp(r->model_refs[i], r->base_model) != 0)
 				ckpt_slot_set(app, 1 + model_no++, r->model_refs[i]);
@@ -282,7 +281,7 @@ int recipe_apply(struct ui_app *app, const struct smelt_recipe *r, char *msg, si
 	}
 	if (r->has_out_dtype)
 		snprintf(s->out_dtype, sizeof(s->out_dtype), "%s",
-			 smelt_dtype_torch_name(r->out_dtype));
+		         smelt_dtype_torch_name(r->out_dtype));
 	return 0;
 }
 

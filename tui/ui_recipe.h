@@ -22,7 +22,7 @@ void recipe_set_method(struct ui_settings *s, const struct smelt_method *m);
 double recipe_pval_at(const struct ui_pval *v, const struct smelt_param_def *p, double t);
 /* Short text of a value: "0.5", "[0, 0.5, 1]", "default (1)". */
 void recipe_pval_text(const struct ui_pval *v, const struct smelt_param_def *p, char *buf,
-		      size_t n);
+                      size_t n);
 
 /* Recipe JSON for the current form (malloc'd), or a copy of the raw recipe. */
 char *recipe_build_json(const struct ui_app *app);

@@ -14,8 +14,8 @@ static bool term_is_open;
 
 /* The xterm default palette, for mapping RGB onto 8/16 colours. */
 static const uint32_t ansi16[16] = {
-	0x000000, 0xcd0000, 0x00cd00, 0xcdcd00, 0x0000ee, 0xcd00cd, 0x00cdcd, 0xe5e5e5,
-	0x7f7f7f, 0xff0000, 0x00ff00, 0xffff00, 0x5c5cff, 0xff00ff, 0x00ffff, 0xffffff,
+    0x000000, 0xcd0000, 0x00cd00, 0xcdcd00, 0x0000ee, 0xcd00cd, 0x00cdcd, 0xe5e5e5,
+    0x7f7f7f, 0xff0000, 0x00ff00, 0xffff00, 0x5c5cff, 0xff00ff, 0x00ffff, 0xffffff,
 };
 
 static bool locale_is_utf8(void)
@@ -62,9 +62,9 @@ int ui_term_open(bool force_mono)
 	}
 	ui_term.tier = detect_tier(force_mono);
 	mouseinterval(0);
-	ui_term.mouse = mousemask(BUTTON1_PRESSED | BUTTON1_RELEASED | BUTTON4_PRESSED |
-					  BUTTON5_PRESSED,
-				  NULL) != 0;
+	ui_term.mouse =
+	    mousemask(BUTTON1_PRESSED | BUTTON1_RELEASED | BUTTON4_PRESSED | BUTTON5_PRESSED,
+	              NULL) != 0;
 	return 0;
 }
 
@@ -260,7 +260,7 @@ void ui_fill(int y, int x, int h, int w, struct ui_style s)
 }
 
 void ui_box(int y, int x, int h, int w, struct ui_style s, const char *title, bool focused,
-	    struct ui_style title_style)
+            struct ui_style title_style)
 {
 	const char *h_line = ui_term.utf8 ? (focused ? "━" : "─") : (focused ? "=" : "-");
 	const char *v_line = ui_term.utf8 ? (focused ? "┃" : "│") : "|";

@@ -18,13 +18,7 @@
 
 #define UI_DEFAULT 0xFF000000u /* the terminal's default colour */
 
-enum ui_tier {
-	UI_TIER_MONO,
-	UI_TIER_8,
-	UI_TIER_16,
-	UI_TIER_256,
-	UI_TIER_DIRECT
-};
+enum ui_tier { UI_TIER_MONO, UI_TIER_8, UI_TIER_16, UI_TIER_256, UI_TIER_DIRECT };
 
 /* A drawing style: colours plus curses attributes (A_BOLD, A_REVERSE...). */
 struct ui_style {
@@ -34,9 +28,9 @@ struct ui_style {
 
 struct ui_term {
 	enum ui_tier tier;
-	bool utf8;      /* the locale's codeset is UTF-8: blocks and box glyphs */
-	bool mouse;     /* mouse reporting was enabled */
-	int colors;     /* COLORS as curses reported it */
+	bool utf8;  /* the locale's codeset is UTF-8: blocks and box glyphs */
+	bool mouse; /* mouse reporting was enabled */
+	int colors; /* COLORS as curses reported it */
 };
 
 extern struct ui_term ui_term;
@@ -60,7 +54,7 @@ void ui_set(struct ui_style s);
 /* Print at (y, x), at most w columns, in style s. Returns columns used. */
 int ui_text(int y, int x, int w, struct ui_style s, const char *text);
 int ui_textf(int y, int x, int w, struct ui_style s, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
+    __attribute__((format(printf, 5, 6)));
 /* Print text word-wrapped into at most h rows of w columns (embedded
  * newlines start a new row). Returns the rows used. */
 int ui_text_wrap(int y, int x, int h, int w, struct ui_style s, const char *text);
@@ -70,15 +64,15 @@ void ui_glyph(int y, int x, const char *glyph, struct ui_style s);
 void ui_fill(int y, int x, int h, int w, struct ui_style s);
 /* A box outline (line drawing in UTF-8, +-| otherwise) with a title. */
 void ui_box(int y, int x, int h, int w, struct ui_style s, const char *title, bool focused,
-	    struct ui_style title_style);
+            struct ui_style title_style);
 /* Horizontal bar of w cells, fraction in [0,1] filled. */
 void ui_bar(int y, int x, int w, double fraction, struct ui_style on, struct ui_style off);
 
 /* Glyphs that depend on the locale. */
-const char *ui_g_upper(void);  /* upper half block, or NULL in ASCII */
+const char *ui_g_upper(void); /* upper half block, or NULL in ASCII */
 const char *ui_g_full(void);
-const char *ui_g_shade(int level); /* level 0..4: " ", light, medium, dark, full */
+const char *ui_g_shade(int level);             /* level 0..4: " ", light, medium, dark, full */
 const char *ui_g_ascii_ramp(int level, int n); /* " .:-=+*#%@" picked for level of n */
-const char *ui_g_arrow(void);  /* a cursor marker */
+const char *ui_g_arrow(void);                  /* a cursor marker */
 
 #endif

@@ -241,8 +241,7 @@ static void *pull_main(void *arg)
 	o.cancel = &job->app->hub_cancel;
 	o.progress = &job->app->hub_prog;
 	rc = smelt_hub_pull(&o, snap, sizeof(snap), &err);
-	ui_queue_postf(&job->app->queue, UI_MSG_HUB_DONE, rc, 0, NULL, "%s",
-		       rc ? err.msg : snap);
+	ui_queue_postf(&job->app->queue, UI_MSG_HUB_DONE, rc, 0, NULL, "%s", rc ? err.msg : snap);
 	free(job);
 	return NULL;
 }
@@ -361,7 +360,7 @@ static void *stats_main(void *arg)
 	smelt_err_clear(&err);
 	rc = smelt_stats_run(job->stats, &err);
 	ui_queue_postf(job->q, UI_MSG_STATS_DONE, job->generation, rc, NULL, "%s",
-		       rc ? err.msg : "");
+	               rc ? err.msg : "");
 	free(job);
 	return NULL;
 }
@@ -553,7 +552,7 @@ out:
 }
 
 static int merge_options(const struct ui_app *app, struct smelt_merge_options *o,
-			 struct smelt_err *err)
+                         struct smelt_err *err)
 {
 	memset(o, 0, sizeof(*o));
 	o->threads = app->set.threads;
@@ -584,8 +583,8 @@ void work_validate(struct ui_app *app)
 
 		if (v) {
 			v->generation = app->valid_gen;
-			smelt_diag_add(&v->diag, SMELT_DIAG_ERROR, "shard",
-				       "%s", job->json ? err.msg : "choose a method first");
+			smelt_diag_add(&v->diag, SMELT_DIAG_ERROR, "shard", "%s",
+			               job->json ? err.msg : "choose a method first");
 			validation_free(app->valid);
 			app->valid = v;
 		}
@@ -658,7 +657,7 @@ static void *merge_main(void *arg)
 		rc = smelt_merge_run(plan, job->out_dir, &job->o, prog, &err);
 	}
 	ui_queue_postf(&job->app->queue, UI_MSG_MERGE_DONE, rc, 0, NULL, "%s",
-		       rc ? err.msg : job->out_dir);
+	               rc ? err.msg : job->out_dir);
 	smelt_plan_free(plan);
 	smelt_recipe_free(r);
 	smelt_diag_release(&diag);

@@ -35,7 +35,7 @@ static bool dir_is_model(const char *dir)
 		return false;
 	while (!found && (e = readdir(d)))
 		found = has_suffix(e->d_name, ".safetensors") ||
-			has_suffix(e->d_name, ".safetensors.index.json");
+		        has_suffix(e->d_name, ".safetensors.index.json");
 	closedir(d);
 	return found;
 }
@@ -109,8 +109,8 @@ void view_ckpt_refresh_dir(struct ui_app *app)
 		if (strcmp(app->entries[i], "../") == 0)
 			continue;
 		snprintf(full, sizeof(full), "%s/%s", app->browse_dir, app->entries[i]);
-		app->entry_is_model[i] = app->entries[i][strlen(app->entries[i]) - 1] != '/' ||
-					 dir_is_model(full);
+		app->entry_is_model[i] =
+		    app->entries[i][strlen(app->entries[i]) - 1] != '/' || dir_is_model(full);
 	}
 	if (app->browse_cur >= app->n_entries)
 		app->browse_cur = app->n_entries ? app->n_entries - 1 : 0;
@@ -152,8 +152,8 @@ static bool browser_pick(struct ui_app *app, char *out, size_t n)
 	len = strlen(name);
 	if (name[len - 1] == '/')
 		len--;
-	snprintf(out, n, "%s%s%.*s", app->browse_dir,
-		 strcmp(app->browse_dir, "/") ? "/" : "", (int)len, name);
+	snprintf(out, n, "%s%s%.*s", app->browse_dir, strcmp(app->browse_dir, "/") ? "/" : "",
+	         (int)len, name);
 	return true;
 }
 
@@ -263,13 +263,13 @@ void ckpt_recompute_compat(struct ui_app *app)
 			s->vocab_mismatch = true;
 		if (!s->n_missing && !s->n_shape && !s->vocab_mismatch) {
 			snprintf(s->compat, sizeof(s->compat), "compatible with the base%s",
-				 s->n_dtype ? " (dtypes differ)" : "");
+			         s->n_dtype ? " (dtypes differ)" : "");
 			continue;
 		}
-		snprintf(s->compat, sizeof(s->compat), "%d shape mismatch%s, %d unmatched tensor%s%s",
-			 s->n_shape, s->n_shape == 1 ? "" : "es", s->n_missing,
-			 s->n_missing == 1 ? "" : "s",
-			 s->vocab_mismatch ? ", vocabulary differs" : "");
+		snprintf(s->compat, sizeof(s->compat),
+		         "%d shape mismatch%s, %d unmatched tensor%s%s", s->n_shape,
+		         s->n_shape == 1 ? "" : "es", s->n_missing, s->n_missing == 1 ? "" : "s",
+		         s->vocab_mismatch ? ", vocabulary differs" : "");
 		if (s->vocab_mismatch && vb > 0 && vm > 0) {
 			size_t len = strlen(s->compat);
 
@@ -309,9 +309,9 @@ static void draw_browser(struct ui_app *app, int y, int x, int h, int w)
 			st = st_color(app, app->theme.ok);
 		ui_fill(y + 2 + r, x + 1, 1, w - 2, st);
 		ui_textf(y + 2 + r, x + 2, w - 4, st, "%s %s",
-			 app->entry_is_model && app->entry_is_model[i] ? (ui_term.utf8 ? "◆" : "*")
-								       : " ",
-			 app->entries[i]);
+		         app->entry_is_model && app->entry_is_model[i] ? (ui_term.utf8 ? "◆" : "*")
+		                                                       : " ",
+		         app->entries[i]);
 	}
 	app->pane_y[0] = y + 2;
 	app->pane_x[0] = x;
@@ -360,13 +360,13 @@ static void draw_cache(struct ui_app *app, int y, int x, int h, int w)
 			size_t len = strlen(refs);
 
 			snprintf(refs + len, sizeof(refs) - len, "%s%s@%.7s", k ? " " : "",
-				 repo->refs[k].name, repo->refs[k].commit);
+			         repo->refs[k].name, repo->refs[k].commit);
 		}
 		if (!repo->n_refs && repo->n_snapshots)
 			snprintf(refs, sizeof(refs), "%.7s", repo->snapshots[0]);
 		ui_fill(y + 2 + r, x + 1, 1, w - 2, st);
 		ui_textf(y + 2 + r, x + 2, w - 4, st, "%-*.*s %9s %s", w / 2, w / 2, repo->repo,
-			 size, refs);
+		         size, refs);
 	}
 	if (app->hub_running) {
 		char done[32], total[32];
@@ -374,7 +374,7 @@ static void draw_cache(struct ui_app *app, int y, int x, int h, int w)
 		fmt_bytes(atomic_load(&app->hub_prog.bytes_done), done, sizeof(done));
 		fmt_bytes(atomic_load(&app->hub_prog.bytes_total), total, sizeof(total));
 		ui_textf(y + h - 1, x + 2, w - 4, st_color(app, app->theme.warn),
-			 " pulling %s: %s / %s ", app->hub_repo, done, total);
+		         " pulling %s: %s / %s ", app->hub_repo, done, total);
 	}
 	app->pane_y[1] = y + 2;
 	app->pane_x[1] = x;
@@ -411,24 +411,24 @@ static void draw_details(struct ui_app *app, const struct ui_slot *s, int y, int
 	if (strcmp(s->path, s->ref) != 0)
 		r += ui_text_wrap(r, x, 3, w, st_dim(app), s->path);
 	ui_textf(r++, x, w, st_text(app), "architecture  %s%s%s",
-		 c->config.architecture[0] ? c->config.architecture : "(no config.json)",
-		 c->config.model_type[0] ? "  type " : "", c->config.model_type);
+	         c->config.architecture[0] ? c->config.architecture : "(no config.json)",
+	         c->config.model_type[0] ? "  type " : "", c->config.model_type);
 	ui_textf(r++, x, w, st_text(app), "layers        %d%s", c->num_layers,
-		 c->config.num_layers >= 0 && c->config.num_layers != c->num_layers
-			 ? "  (config disagrees)"
-			 : "");
+	         c->config.num_layers >= 0 && c->config.num_layers != c->num_layers
+	             ? "  (config disagrees)"
+	             : "");
 	ui_textf(r++, x, w, st_text(app), "dtype         %s", smelt_dtype_name(c->main_dtype));
 	ui_textf(r++, x, w, st_text(app), "size          %s in %zu tensor%s, %zu shard%s", size,
-		 c->n_tensors, c->n_tensors == 1 ? "" : "s", c->n_shards,
-		 c->n_shards == 1 ? "" : "s");
+	         c->n_tensors, c->n_tensors == 1 ? "" : "s", c->n_shards,
+	         c->n_shards == 1 ? "" : "s");
 	if (c->config.hidden_size > 0 || c->config.vocab_size > 0)
 		ui_textf(r++, x, w, st_text(app), "hidden        %d   vocab %d",
-			 c->config.hidden_size, c->config.vocab_size);
+		         c->config.hidden_size, c->config.vocab_size);
 	if (r < y + h && s != &app->slots[0] && s->compat[0]) {
 		bool bad = s->n_shape || s->n_missing || s->vocab_mismatch;
 
 		ui_textf(r++, x, w, st_color(app, bad ? app->theme.error : app->theme.ok), "%s %s",
-			 bad ? "!" : (ui_term.utf8 ? "✓" : "ok"), s->compat);
+		         bad ? "!" : (ui_term.utf8 ? "✓" : "ok"), s->compat);
 	}
 }
 
@@ -452,7 +452,8 @@ static void draw_selection(struct ui_app *app, int y, int x, int h, int w)
 			state = !s->used ? "" : s->state == 0 ? "." : s->state < 0 ? "x" : "+";
 		ui_fill(row, x + 1, 1, w - 2, st);
 		ui_textf(row, x + 2, w - 4, st, "%s %s %s", label, state,
-			 s->used ? s->ref : (i == 0 ? "(press b on a folder)" : "(press a to add)"));
+		         s->used ? s->ref
+		                 : (i == 0 ? "(press b on a folder)" : "(press a to add)"));
 		if (s->used && s->state == 1 && i > 0 && s->compat[0] &&
 		    (s->n_shape || s->n_missing || s->vocab_mismatch) && i != app->sel_cur)
 			ui_text(row, x + w - 4, 2, st_color(app, app->theme.error), "!");
@@ -535,12 +536,12 @@ bool view_ckpt_key(struct ui_app *app, int ch)
 {
 	int idx[1024];
 	int n_cache = model_repos(app, idx, 1024);
-	int *cur = app->ckpt_pane == 0 ? &app->browse_cur
-		   : app->ckpt_pane == 1 ? &app->cache_cur
-					 : &app->sel_cur;
-	int n = app->ckpt_pane == 0 ? app->n_entries
-		: app->ckpt_pane == 1 ? n_cache
-				      : 1 + UI_MAX_MODELS;
+	int *cur = app->ckpt_pane == 0   ? &app->browse_cur
+	           : app->ckpt_pane == 1 ? &app->cache_cur
+	                                 : &app->sel_cur;
+	int n = app->ckpt_pane == 0   ? app->n_entries
+	        : app->ckpt_pane == 1 ? n_cache
+	                              : 1 + UI_MAX_MODELS;
 	int page = app->pane_h[app->ckpt_pane] > 1 ? app->pane_h[app->ckpt_pane] - 1 : 1;
 	char ref[UI_PATH_MAX];
 
@@ -601,9 +602,7 @@ bool view_ckpt_key(struct ui_app *app, int ch)
 			remove_slot(app, app->sel_cur);
 		return true;
 	case '/': app_open_input(app, "Hub model org/name[@rev]", "", IN_HUB_ADD); return true;
-	case 'P':
-		app_open_input(app, "Download org/name[@rev]", "", IN_HUB_PULL);
-		return true;
+	case 'P': app_open_input(app, "Download org/name[@rev]", "", IN_HUB_PULL); return true;
 	case 'o': app_open_input(app, "Go to folder", app->browse_dir, IN_PATH); return true;
 	case 'R':
 		work_scan_cache(app);
@@ -651,7 +650,7 @@ void view_ckpt_input_done(struct ui_app *app, int purpose, const char *text)
 
 		if (smelt_hub_cache_lookup(NULL, &ref, snap, sizeof(snap), &err)) {
 			app_status(app, true, "%s is not in the cache: press P to download it",
-				   text);
+			           text);
 			return;
 		}
 	}

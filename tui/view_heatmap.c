@@ -13,13 +13,13 @@
 #include "ui_term.h"
 
 #define GRID_KINDS 8 /* q k v o gate up down norm */
-#define CELL_W 4 /* three glyphs and a gap */
-#define LABEL_W 6
+#define CELL_W     4 /* three glyphs and a gap */
+#define LABEL_W    6
 
 static const char *const mode_names[3] = {"magnitude divergence", "direction divergence",
-					  "WIDEN weight"};
+                                          "WIDEN weight"};
 static const char *const kind_short[GRID_KINDS] = {" q ", " k ", " v ", " o ",
-						   "gat", "up ", "dwn", "nrm"};
+                                                   "gat", "up ", "dwn", "nrm"};
 #define GLYPHS_W 3
 
 /* Rows of the grid: the embedding, every layer, the final norm, the head. */
@@ -32,7 +32,7 @@ struct grid_row {
 struct grid {
 	int n_models, n_layers, n_rows;
 	struct grid_row rows[SMELT_PROGRESS_MAX_LAYERS + 3];
-	double lo, hi;        /* value range over every ready cell of every model */
+	double lo, hi; /* value range over every ready cell of every model */
 	bool any;
 };
 
@@ -66,7 +66,7 @@ static double result_value(const struct smelt_stats_result *r, int mode)
 
 /* Value of model m at grid row/column; false when the cell is empty. */
 static bool cell_value(const struct ui_app *app, const struct grid *g, int m, int row, int col,
-		       double *v, bool *ready)
+                       double *v, bool *ready)
 {
 	const struct grid_row *gr = &g->rows[row];
 	enum smelt_kind kind = gr->layer >= 0 ? (enum smelt_kind)col : gr->kind;
@@ -145,7 +145,7 @@ static bool half_blocks(void)
  * glyphs over a few hues (8/16 colours), shades alone (mono), or an ASCII
  * ramp when the locale is not UTF-8. */
 static void low_tier_cell(const struct ui_app *app, double f, const char **glyph,
-			  struct ui_style *st)
+                          struct ui_style *st)
 {
 	static const uint32_t hues[4] = {0x0000ee, 0x00cdcd, 0xcdcd00, 0xcd0000};
 	int level;
@@ -156,9 +156,10 @@ static void low_tier_cell(const struct ui_app *app, double f, const char **glyph
 		level = (int)(f * (n - 1) + 0.5);
 		*glyph = ui_term.utf8 ? ui_g_shade(level) : ui_g_ascii_ramp(level, n);
 		if (ui_term.tier == UI_TIER_MONO || ui_term.tier < UI_TIER_256) {
-			*st = app_style(app, ui_term.tier == UI_TIER_MONO ? UI_DEFAULT
-									  : theme_heat(&app->theme, f),
-					app->theme.bg, A_NORMAL);
+			*st = app_style(app,
+			                ui_term.tier == UI_TIER_MONO ? UI_DEFAULT
+			                                             : theme_heat(&app->theme, f),
+			                app->theme.bg, A_NORMAL);
 			if (ui_term.tier != UI_TIER_MONO)
 				st->fg = hues[(int)(f * 3.999)];
 		} else {
@@ -174,8 +175,8 @@ static void low_tier_cell(const struct ui_app *app, double f, const char **glyph
 	*st = app_style(app, hues[level / 2], app->theme.bg, level % 2 ? A_BOLD : A_NORMAL);
 }
 
-static uint32_t pixel_color(const struct ui_app *app, const struct grid *g, int m, int row,
-			    int col, bool *has)
+static uint32_t pixel_color(const struct ui_app *app, const struct grid *g, int m, int row, int col,
+                            bool *has)
 {
 	double v;
 	bool ready;
@@ -193,7 +194,7 @@ static bool is_cursor(const struct ui_app *app, int row, int col)
 
 /* Draw one text row of half blocks: layers rows[top] and rows[top+1]. */
 static void draw_half_row(struct ui_app *app, const struct grid *g, int m, int y, int x, int top,
-			  int bottom, int cols)
+                          int bottom, int cols)
 {
 	uint32_t empty = app->theme.bg == UI_DEFAULT ? 0x101010 : app->theme.bg;
 
@@ -212,12 +213,12 @@ static void draw_half_row(struct ui_app *app, const struct grid *g, int m, int y
 			cb = app->theme.accent;
 		for (int k = 0; k < GLYPHS_W; k++)
 			ui_glyph(y, x + c * CELL_W + k, ui_g_upper(),
-				 app_style(app, ct, cb, A_NORMAL));
+			         app_style(app, ct, cb, A_NORMAL));
 	}
 }
 
-static void draw_single_row(struct ui_app *app, const struct grid *g, int m, int y, int x,
-			    int row, int cols, int width)
+static void draw_single_row(struct ui_app *app, const struct grid *g, int m, int y, int x, int row,
+                            int cols, int width)
 {
 	for (int c = 0; c < cols; c++) {
 		double v;
@@ -231,7 +232,7 @@ static void draw_single_row(struct ui_app *app, const struct grid *g, int m, int
 
 			if (half_blocks()) {
 				st = app_style(app, theme_heat(&app->theme, f),
-					       theme_heat(&app->theme, f), A_NORMAL);
+				               theme_heat(&app->theme, f), A_NORMAL);
 				glyph = " ";
 			} else {
 				low_tier_cell(app, f, &glyph, &st);
@@ -268,7 +269,7 @@ static int text_row_of(const struct grid *g, int row)
 }
 
 static void draw_panel(struct ui_app *app, const struct grid *g, int m, int y, int x, int h,
-		       bool labels)
+                       bool labels)
 {
 	int gx = x + (labels ? LABEL_W : 0), total = n_extra_top() + layer_text_rows(g) + 2;
 	const struct ui_slot *slot = &app->slots[0];
@@ -282,14 +283,14 @@ static void draw_panel(struct ui_app *app, const struct grid *g, int m, int y, i
 
 		name = name && name[1] ? name + 1 : slot->ref;
 		ui_textf(y, gx, GRID_KINDS * CELL_W, st_title(app), "%.*s", GRID_KINDS * CELL_W,
-			 name);
+		         name);
 	}
 	for (int c = 0; c < GRID_KINDS; c++)
 		ui_text(y + 1, gx + c * CELL_W, CELL_W,
-			c == app->heat_col && app->heat_row > 0 && app->heat_row <= g->n_layers
-				? st_color(app, app->theme.accent)
-				: st_dim(app),
-			kind_short[c]);
+		        c == app->heat_col && app->heat_row > 0 && app->heat_row <= g->n_layers
+		            ? st_color(app, app->theme.accent)
+		            : st_dim(app),
+		        kind_short[c]);
 	y += 2;
 	h -= 2;
 	for (int tr = app->heat_top; tr < total && tr - app->heat_top < h; tr++) {
@@ -315,7 +316,7 @@ static void draw_panel(struct ui_app *app, const struct grid *g, int m, int y, i
 				ui_textf(yy, x, LABEL_W, st, "%-5s", gr->label);
 			else if (second >= 0)
 				ui_textf(yy, x, LABEL_W, st, "%2d-%-2d", gr->layer,
-					 g->rows[second].layer);
+				         g->rows[second].layer);
 			else
 				ui_textf(yy, x, LABEL_W, st, "%4d ", gr->layer);
 		}
@@ -358,7 +359,7 @@ static void draw_legend(struct ui_app *app, const struct grid *g, int y, int x, 
 
 		if (half_blocks() || ui_term.tier == UI_TIER_DIRECT) {
 			st = app_style(app, theme_heat(&app->theme, f), theme_heat(&app->theme, f),
-				       A_NORMAL);
+			               A_NORMAL);
 		} else {
 			low_tier_cell(app, f, &glyph, &st);
 		}
@@ -401,8 +402,7 @@ static void draw_details(struct ui_app *app, const struct grid *g, int y, int x,
 	ui_box(y, x, h, w, st_border(app, false), "Cell", false, st_title(app));
 	r++;
 	if (gr->layer >= 0)
-		LINE(st_title(app), "layer %d  %s", gr->layer,
-			 smelt_kind_name(kind));
+		LINE(st_title(app), "layer %d  %s", gr->layer, smelt_kind_name(kind));
 	else
 		LINE(st_title(app), "%s", smelt_kind_name(kind));
 	for (int m = 0; m < g->n_models && r < y + h - 2; m++) {
@@ -415,7 +415,7 @@ static void draw_details(struct ui_app *app, const struct grid *g, int y, int x,
 			continue;
 		}
 		LINE(st_color(app, app->theme.accent), "%s%s", name,
-			 res.ready ? "" : "  (computing)");
+		     res.ready ? "" : "  (computing)");
 		fmt_val(res.mag.mean, a, sizeof(a));
 		fmt_val(res.mag.max, b, sizeof(b));
 		fmt_val(res.mag.p50, c, sizeof(c));
@@ -427,25 +427,24 @@ static void draw_details(struct ui_app *app, const struct grid *g, int y, int x,
 			fmt_val(res.dir.max, b, sizeof(b));
 			fmt_val(res.dir.p50, c, sizeof(c));
 			fmt_val(res.dir.p99, d, sizeof(d));
-			LINE(st_text(app), " direction mean %-9s max %s", a,
-				 b);
-			LINE(st_text(app), "           p50  %-9s p99 %s", c,
-				 d);
+			LINE(st_text(app), " direction mean %-9s max %s", a, b);
+			LINE(st_text(app), "           p50  %-9s p99 %s", c, d);
 		}
-		LINE(st_text(app), " omega     mean %.4f  [%.3f, %.3f]",
-			 res.w.mean_omega, res.w.min_omega, res.w.max_omega);
-		LINE(st_text(app), " calibrated mag %.0f%%  dir %.0f%%",
-			 100 * res.w.frac_cal_mag, 100 * res.w.frac_cal_dir);
+		LINE(st_text(app), " omega     mean %.4f  [%.3f, %.3f]", res.w.mean_omega,
+		     res.w.min_omega, res.w.max_omega);
+		LINE(st_text(app), " calibrated mag %.0f%%  dir %.0f%%", 100 * res.w.frac_cal_mag,
+		     100 * res.w.frac_cal_dir);
 		LINE(st_dim(app), " %d tensor%s, %llu columns", res.n_tensors,
-			 res.n_tensors == 1 ? "" : "s", (unsigned long long)res.n_columns);
+		     res.n_tensors == 1 ? "" : "s", (unsigned long long)res.n_columns);
 	}
 	smelt_stats_progress(app->stats, &p);
 	if (r < y + h - 1) {
 		double t, s, T;
 
 		smelt_stats_knobs(app->stats, &t, &s, &T);
-		ui_textf(y + h - 2, x + 2, w - 4, st_dim(app), "knobs t=%.3g s=%.3g T=%.3g  %s%zu/%zu",
-			 t, s, T, p.from_cache ? "cached " : "", p.tensors_done, p.tensors_total);
+		ui_textf(y + h - 2, x + 2, w - 4, st_dim(app),
+		         "knobs t=%.3g s=%.3g T=%.3g  %s%zu/%zu", t, s, T,
+		         p.from_cache ? "cached " : "", p.tensors_done, p.tensors_total);
 	}
 }
 #undef LINE
@@ -460,7 +459,7 @@ static void empty_message(struct ui_app *app, struct ui_rect r)
 		msg = "Opening checkpoints...";
 	ui_box(r.y, r.x, r.h, r.w, st_border(app, true), "Heatmap", true, st_title(app));
 	ui_text(r.y + 2, r.x + 3, r.w - 6,
-		app->stats_error[0] ? st_color(app, app->theme.error) : st_dim(app), msg);
+	        app->stats_error[0] ? st_color(app, app->theme.error) : st_dim(app), msg);
 }
 
 static void grid_init(const struct ui_app *app, struct grid *g)
@@ -489,7 +488,7 @@ void view_heat_draw(struct ui_app *app, struct ui_rect r)
 		app->heat_row = g.n_rows - 1;
 	smelt_stats_progress(app->stats, &p);
 	snprintf(title, sizeof(title), "%s%s  (m mode, s scale)", mode_names[app->heat_mode],
-		 p.state == SMELT_STATS_RUNNING ? "  computing" : "");
+	         p.state == SMELT_STATS_RUNNING ? "  computing" : "");
 	grid_w = LABEL_W + g.n_models * panel_w + 14;
 	detail_w = r.w - grid_w - 2;
 	body_h = r.h - 2;
@@ -519,7 +518,7 @@ void view_heat_draw(struct ui_app *app, struct ui_rect r)
 	app->grid_n_panels = g.n_models;
 	for (int m = 0; m < g.n_models; m++)
 		draw_panel(app, &g, m, r.y + 1, r.x + 2 + (m ? LABEL_W + m * panel_w : 0), body_h,
-			   m == 0);
+		           m == 0);
 	draw_legend(app, &g, r.y + 2, r.x + 2 + LABEL_W + g.n_models * panel_w, body_h);
 	if (detail_w >= 30)
 		draw_details(app, &g, r.y + 1, r.x + grid_w + 1, r.h - 2, detail_w);

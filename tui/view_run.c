@@ -41,13 +41,20 @@ static void draw_form(struct ui_app *app, int y, int x, int w, bool focus)
 
 	for (int row = 0; row < N_ROWS; row++) {
 		static const char *const labels[N_ROWS] = {"output folder", "dtype", "shard size",
-							   "threads", "overwrite"};
+		                                           "threads", "overwrite"};
 		struct ui_style st = row == app->run_cur ? st_cursor(app, focus) : st_text(app);
 
 		switch (row) {
-		case ROW_OUT: snprintf(val, sizeof(val), "%s", s->out_dir[0] ? s->out_dir : "(unset)"); break;
-		case ROW_DTYPE: snprintf(val, sizeof(val), "%s", s->out_dtype[0] ? s->out_dtype : "as base"); break;
-		case ROW_SHARD: snprintf(val, sizeof(val), "%s", s->shard[0] ? s->shard : "5GB"); break;
+		case ROW_OUT:
+			snprintf(val, sizeof(val), "%s", s->out_dir[0] ? s->out_dir : "(unset)");
+			break;
+		case ROW_DTYPE:
+			snprintf(val, sizeof(val), "%s",
+			         s->out_dtype[0] ? s->out_dtype : "as base");
+			break;
+		case ROW_SHARD:
+			snprintf(val, sizeof(val), "%s", s->shard[0] ? s->shard : "5GB");
+			break;
 		case ROW_THREADS:
 			if (s->threads > 0)
 				snprintf(val, sizeof(val), "%d", s->threads);
@@ -79,12 +86,12 @@ static void draw_validation(struct ui_app *app, int y, int x, int h, int w)
 	}
 	if (v->ok && !smelt_diag_errors(&v->diag) && !v->out_problem[0]) {
 		ui_textf(row++, x, w, st_color(app, app->theme.ok), "%s valid%s: press r to merge",
-			 ui_term.utf8 ? "✓" : "ok", stale ? " (re-checking)" : "");
+		         ui_term.utf8 ? "✓" : "ok", stale ? " (re-checking)" : "");
 	} else {
 		ui_textf(row++, x, w, st_color(app, app->theme.error), "%zu problem%s%s",
-			 smelt_diag_errors(&v->diag) + (v->out_problem[0] ? 1 : 0),
-			 smelt_diag_errors(&v->diag) + (v->out_problem[0] ? 1 : 0) == 1 ? "" : "s",
-			 stale ? " (re-checking)" : "");
+		         smelt_diag_errors(&v->diag) + (v->out_problem[0] ? 1 : 0),
+		         smelt_diag_errors(&v->diag) + (v->out_problem[0] ? 1 : 0) == 1 ? "" : "s",
+		         stale ? " (re-checking)" : "");
 	}
 	if (v->ok) {
 		fmt_bytes(v->bytes_read, a, sizeof(a));
@@ -92,8 +99,9 @@ static void draw_validation(struct ui_app *app, int y, int x, int h, int w)
 		fmt_bytes(v->peak_memory, c, sizeof(c));
 		char line[256];
 
-		snprintf(line, sizeof(line), "%zu tensors, %zu shard%s; reads %s, writes %s, memory ~%s",
-			 v->n_tensors, v->n_shards, v->n_shards == 1 ? "" : "s", a, b, c);
+		snprintf(line, sizeof(line),
+		         "%zu tensors, %zu shard%s; reads %s, writes %s, memory ~%s", v->n_tensors,
+		         v->n_shards, v->n_shards == 1 ? "" : "s", a, b, c);
 		row += ui_text_wrap(row, x, 2, w, st_dim(app), line);
 	}
 	if (v->out_problem[0] && row < y + h) {
@@ -102,7 +110,7 @@ static void draw_validation(struct ui_app *app, int y, int x, int h, int w)
 		snprintf(line, sizeof(line), "error: %s", v->out_problem);
 		row += ui_text_wrap(row, x, y + h - row, w, st_color(app, app->theme.error), line);
 		row += ui_text_wrap(row, x + 2, y + h - row, w - 2, st_dim(app),
-				    "fix in view 4 Run: output folder (or overwrite: yes)");
+		                    "fix in view 4 Run: output folder (or overwrite: yes)");
 	}
 	for (size_t i = 0; i < v->diag.n && row < y + h - 1; i++) {
 		const struct smelt_diag_item *it = &v->diag.items[i];
@@ -111,10 +119,10 @@ static void draw_validation(struct ui_app *app, int y, int x, int h, int w)
 		char line[1200];
 
 		snprintf(line, sizeof(line), "%s: %s%s%s", err ? "error" : "warning",
-			 it->path && *it->path ? it->path : "", it->path && *it->path ? ": " : "",
-			 it->msg);
+		         it->path && *it->path ? it->path : "", it->path && *it->path ? ": " : "",
+		         it->msg);
 		row += ui_text_wrap(row, x, y + h - 1 - row, w,
-				    st_color(app, err ? app->theme.error : app->theme.warn), line);
+		                    st_color(app, err ? app->theme.error : app->theme.warn), line);
 		ui_textf(row++, x + 2, w - 2, st_dim(app), "fix in %s", fix_where(it->path));
 	}
 }
@@ -136,7 +144,9 @@ static void draw_layer_strip(struct ui_app *app, int y, int x, int w)
 		const char *g = full ? ui_g_full() : done ? ui_g_shade(2) : ui_g_shade(1);
 
 		ui_glyph(y, x + 8 + i, g,
-			 st_color(app, full ? app->theme.ok : done ? app->theme.warn : app->theme.dim));
+		         st_color(app, full   ? app->theme.ok
+		                       : done ? app->theme.warn
+		                              : app->theme.dim));
 	}
 }
 
@@ -157,13 +167,15 @@ static const char *phase_name(int phase)
 static void draw_progress(struct ui_app *app, int y, int x, int h, int w)
 {
 	struct smelt_progress *p = app->prog;
-	char rd[32], rdt[32], wr[32], wrt[32], peak[32], eta[32], el[32], cur[SMELT_PROGRESS_NAME_MAX];
+	char rd[32], rdt[32], wr[32], wrt[32], peak[32], eta[32], el[32],
+	    cur[SMELT_PROGRESS_NAME_MAX];
 	double rate, frac;
 	int row = y;
 
 	if (app->run_state == UI_RUN_IDLE || !p) {
 		ui_text(row++, x, w, st_dim(app), "No merge has run yet.");
-		ui_text(row++, x, w, st_dim(app), "Press r (from any view) once the recipe is valid.");
+		ui_text(row++, x, w, st_dim(app),
+		        "Press r (from any view) once the recipe is valid.");
 		return;
 	}
 	frac = smelt_progress_fraction(p);
@@ -177,45 +189,44 @@ static void draw_progress(struct ui_app *app, int y, int x, int h, int w)
 	fmt_duration(smelt_progress_elapsed(p), el, sizeof(el));
 	smelt_progress_current(p, cur, sizeof(cur));
 	ui_textf(row++, x, w, st_title(app), "%s  %.1f%%", phase_name(atomic_load(&p->phase)),
-		 100 * frac);
+	         100 * frac);
 	ui_bar(row++, x, w, frac, st_color(app, app->theme.bar_on),
 	       st_color(app, app->theme.bar_off));
 	ui_textf(row++, x, w, st_text(app), "read    %s / %s", rd, rdt);
 	ui_textf(row++, x, w, st_text(app), "written %s / %s", wr, wrt);
 	ui_textf(row++, x, w, st_text(app), "speed   %.2f GB/s   elapsed %s   ETA %s", rate / 1e9,
-		 el, app->run_state == UI_RUN_RUNNING ? eta : "--");
+	         el, app->run_state == UI_RUN_RUNNING ? eta : "--");
 	ui_textf(row++, x, w, st_text(app), "tensors %llu / %llu   peak memory %s",
-		 (unsigned long long)atomic_load(&p->tensors_done),
-		 (unsigned long long)atomic_load(&p->tensors_total), peak);
-	ui_textf(row++, x, w, st_dim(app), "current %s", app->run_state == UI_RUN_RUNNING ? cur : "");
+	         (unsigned long long)atomic_load(&p->tensors_done),
+	         (unsigned long long)atomic_load(&p->tensors_total), peak);
+	ui_textf(row++, x, w, st_dim(app), "current %s",
+	         app->run_state == UI_RUN_RUNNING ? cur : "");
 	draw_layer_strip(app, row++, x, w);
 	row++;
 	if (row >= y + h)
 		return;
 	switch (app->run_state) {
-	case UI_RUN_RUNNING:
-		ui_text(row, x, w, st_dim(app), "c cancels (asks first)");
-		break;
+	case UI_RUN_RUNNING: ui_text(row, x, w, st_dim(app), "c cancels (asks first)"); break;
 	case UI_RUN_DONE: {
 		char t[32], b[32];
 
 		fmt_duration(app->run_seconds, t, sizeof(t));
 		fmt_bytes(app->run_bytes_written, b, sizeof(b));
 		ui_textf(row++, x, w, st_color(app, app->theme.ok), "%s merged in %s",
-			 ui_term.utf8 ? "✓" : "ok", t);
+		         ui_term.utf8 ? "✓" : "ok", t);
 		ui_textf(row++, x, w, st_text(app), "output  %s", app->run_result);
 		ui_textf(row++, x, w, st_text(app), "wrote %s with %s", b,
-			 app->set.method ? app->set.method->name : "");
+		         app->set.method ? app->set.method->name : "");
 		break;
 	}
 	case UI_RUN_CANCELED:
 		ui_text(row, x, w, st_color(app, app->theme.warn),
-			"cancelled: the partial output was removed");
+		        "cancelled: the partial output was removed");
 		break;
 	case UI_RUN_FAILED:
 		ui_text(row++, x, w, st_color(app, app->theme.error), "merge failed:");
 		ui_text_wrap(row, x + 2, y + h - row, w - 2, st_color(app, app->theme.error),
-			     app->run_result);
+		             app->run_result);
 		break;
 	case UI_RUN_IDLE: break;
 	}
@@ -246,7 +257,9 @@ static void activate(struct ui_app *app, int delta)
 
 	switch (app->run_cur) {
 	case ROW_OUT: app_open_input(app, "Output folder", s->out_dir, IN_OUT); return;
-	case ROW_SHARD: app_open_input(app, "Shard size (e.g. 5GB, 500MB)", s->shard, IN_SHARD); return;
+	case ROW_SHARD:
+		app_open_input(app, "Shard size (e.g. 5GB, 500MB)", s->shard, IN_SHARD);
+		return;
 	case ROW_DTYPE: {
 		int i = 0;
 

@@ -62,7 +62,7 @@ static double clamp_param(const struct smelt_param_def *p, double v)
 }
 
 static void ensure_set(struct ui_pval *v, const struct smelt_param_def *p,
-		       const struct ui_pval *fallback)
+                       const struct ui_pval *fallback)
 {
 	if (v->set)
 		return;
@@ -88,7 +88,7 @@ static void adjust(struct ui_app *app, double direction)
 		v->v[0] = v->v[0] != 0 ? 0 : 1;
 	} else if (app->curve_edit && v->gradient) {
 		v->v[app->curve_anchor] =
-			clamp_param(p, v->v[app->curve_anchor] + direction * param_step(p));
+		    clamp_param(p, v->v[app->curve_anchor] + direction * param_step(p));
 	} else {
 		for (int i = 0; i < (v->gradient ? v->n : 1); i++)
 			v->v[i] = clamp_param(p, v->v[i] + direction * param_step(p));
@@ -135,12 +135,12 @@ static void draw_methods(struct ui_app *app, int y, int x, int h, int w)
 		const struct smelt_method *m = smelt_method_at((size_t)(app->method_top + r));
 		bool chosen = m == app->set.method;
 		struct ui_style st = app->method_top + r == app->method_cur ? st_cursor(app, focus)
-				     : chosen ? st_color(app, app->theme.select_fg)
-					      : st_text(app);
+		                     : chosen ? st_color(app, app->theme.select_fg)
+		                              : st_text(app);
 
 		ui_fill(y + 1 + r, x + 1, 1, w - 2, st);
 		ui_textf(y + 1 + r, x + 2, w - 4, st, "%s %s", chosen ? ui_g_arrow() : " ",
-			 m->name);
+		         m->name);
 	}
 	app->pane_y[0] = y + 1;
 	app->pane_x[0] = x;
@@ -164,8 +164,8 @@ static void model_short(const struct ui_app *app, int m, char *buf, size_t n)
 }
 
 /* A gradient as bars over the layers, with the anchors marked. */
-static void draw_curve(struct ui_app *app, const struct ui_pval *v,
-		       const struct smelt_param_def *p, int y, int x, int h, int w)
+static void draw_curve(struct ui_app *app, const struct ui_pval *v, const struct smelt_param_def *p,
+                       int y, int x, int h, int w)
 {
 	double lo = isfinite(p->min) ? p->min : 0, hi = isfinite(p->max) ? p->max : 0;
 	static const char *const eighths[9] = {" ", "▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"};
@@ -183,7 +183,7 @@ static void draw_curve(struct ui_app *app, const struct ui_pval *v,
 		hi += (hi - lo) * 0.25;
 	}
 	ui_textf(y, x, w, st_dim(app), "curve over the layers (%.3g .. %.3g)%s", lo, hi,
-		 app->curve_edit ? "  h/l k/j a d Esc" : "");
+	         app->curve_edit ? "  h/l k/j a d Esc" : "");
 	h -= 1;
 	y += 1;
 	for (int c = 0; c < w; c++) {
@@ -196,8 +196,8 @@ static void draw_curve(struct ui_app *app, const struct ui_pval *v,
 
 		if (at_anchor)
 			st = st_color(app, app->curve_edit && anchor == app->curve_anchor
-						   ? app->theme.accent
-						   : app->theme.title);
+			                       ? app->theme.accent
+			                       : app->theme.title);
 		for (int r = 0; r < h; r++) {
 			int cell = units - (h - 1 - r) * 8;
 
@@ -222,7 +222,7 @@ static void draw_preview(struct ui_app *app, int y, int x, int w)
 		return;
 	if (!app->stats) {
 		ui_text(y, x, w, st_dim(app),
-			"preview: pick a base and models to see the WIDEN weights");
+		        "preview: pick a base and models to see the WIDEN weights");
 		return;
 	}
 	used = (size_t)snprintf(line, sizeof(line), "preview mean ω:");
@@ -242,8 +242,8 @@ static void draw_preview(struct ui_app *app, int y, int x, int w)
 		model_short(app, m, name, sizeof(name));
 		used += (size_t)snprintf(line + used, sizeof(line) - used, "  %s %s", name, "");
 		if (cnt)
-			used += (size_t)snprintf(line + used, sizeof(line) - used, "%.4f",
-						 sum / cnt);
+			used +=
+			    (size_t)snprintf(line + used, sizeof(line) - used, "%.4f", sum / cnt);
 		else
 			used += (size_t)snprintf(line + used, sizeof(line) - used, "-");
 	}
@@ -288,12 +288,12 @@ static void draw_form(struct ui_app *app, int y, int x, int h, int w)
 		char text[600];
 
 		ui_textf(row, x + 2, name_w - 1,
-			 cur_row && focus ? st_color(app, app->theme.select_fg) : st_text(app),
-			 "%s%s%s", p->name, p->scope == SMELT_SCOPE_MODEL ? " *" : "",
-			 p->unused ? " (no effect)" : "");
+		         cur_row && focus ? st_color(app, app->theme.select_fg) : st_text(app),
+		         "%s%s%s", p->name, p->scope == SMELT_SCOPE_MODEL ? " *" : "",
+		         p->unused ? " (no effect)" : "");
 		for (int c = 0; c <= (p->scope == SMELT_SCOPE_MODEL ? n_models : 0); c++) {
-			const struct ui_pval *v = c == 0 ? &app->set.global[i]
-							 : &app->set.model[c - 1][i];
+			const struct ui_pval *v =
+			    c == 0 ? &app->set.global[i] : &app->set.model[c - 1][i];
 			int cx = x + 2 + name_w + c * col_w;
 			struct ui_style st = v->set ? st_text(app) : st_dim(app);
 
@@ -301,13 +301,12 @@ static void draw_form(struct ui_app *app, int y, int x, int h, int w)
 				break;
 			if (c > 0 && !v->set && app->set.global[i].set)
 				st = st_dim(app);
-			if (cur_row && (c == app->param_col ||
-					(p->scope == SMELT_SCOPE_GLOBAL && c == 0)))
+			if (cur_row &&
+			    (c == app->param_col || (p->scope == SMELT_SCOPE_GLOBAL && c == 0)))
 				st = st_cursor(app, focus);
-			recipe_pval_text(c > 0 && !v->set && app->set.global[i].set
-						 ? &app->set.global[i]
-						 : v,
-					 p, text, sizeof(text));
+			recipe_pval_text(
+			    c > 0 && !v->set && app->set.global[i].set ? &app->set.global[i] : v, p,
+			    text, sizeof(text));
 			ui_fill(row, cx, 1, col_w - 1, st);
 			ui_text(row, cx, col_w - 1, st, text);
 		}
@@ -320,8 +319,8 @@ static void draw_form(struct ui_app *app, int y, int x, int h, int w)
 
 		if (p) {
 			ui_textf(by, x + 2, w - 4, st_dim(app), "%s: %s  [%g .. %g]%s", p->name,
-				 p->help ? p->help : "", p->min, p->max,
-				 p->scope == SMELT_SCOPE_MODEL ? "  (* = per model)" : "");
+			         p->help ? p->help : "", p->min, p->max,
+			         p->scope == SMELT_SCOPE_MODEL ? "  (* = per model)" : "");
 		}
 		if (p && v && v->set && v->gradient)
 			draw_curve(app, v, p, by + 1, x + 2, 4, w - 4 < 64 ? w - 4 : 64);
@@ -391,7 +390,7 @@ static bool curve_key(struct ui_app *app, int ch)
 	case 'd':
 		if (v->n > 2) {
 			memmove(&v->v[app->curve_anchor], &v->v[app->curve_anchor + 1],
-				(size_t)(v->n - app->curve_anchor - 1) * sizeof(double));
+			        (size_t)(v->n - app->curve_anchor - 1) * sizeof(double));
 			v->n--;
 			if (app->curve_anchor >= v->n)
 				app->curve_anchor = v->n - 1;
@@ -454,7 +453,8 @@ bool view_settings_key(struct ui_app *app, int ch)
 	switch (ch) {
 	case '\t':
 	case KEY_BTAB: app->set_pane = !app->set_pane; return true;
-	case 's': app_open_input(app, "Save recipe as (.json or .yml)", "recipe.yml", IN_SAVE);
+	case 's':
+		app_open_input(app, "Save recipe as (.json or .yml)", "recipe.yml", IN_SAVE);
 		return true;
 	case 'o': app_open_input(app, "Load recipe (.json or .yml)", "", IN_LOAD); return true;
 	}
@@ -549,7 +549,8 @@ static int parse_value(const struct smelt_param_def *p, const char *text, struct
 
 		while (*tok == ' ')
 			tok++;
-		if (p->type == SMELT_PARAM_BOOL && (!strncmp(tok, "true", 4) || !strncmp(tok, "false", 5))) {
+		if (p->type == SMELT_PARAM_BOOL &&
+		    (!strncmp(tok, "true", 4) || !strncmp(tok, "false", 5))) {
 			v = tok[0] == 't';
 		} else {
 			v = strtod(tok, &end);
@@ -576,7 +577,7 @@ static void save_recipe(struct ui_app *app, const char *path)
 	struct smelt_diag diag = {0};
 	size_t len = strlen(path);
 	bool yaml = (len > 4 && !strcmp(path + len - 4, ".yml")) ||
-		    (len > 5 && !strcmp(path + len - 5, ".yaml"));
+	            (len > 5 && !strcmp(path + len - 5, ".yaml"));
 	FILE *f;
 
 	if (!json || smelt_recipe_parse(json, strlen(json), "recipe", &r, &diag) || !r) {
@@ -650,7 +651,7 @@ void view_settings_input_done(struct ui_app *app, int purpose, const char *text)
 			memset(v, 0, sizeof(*v));
 		} else if (parse_value(p, text, &nv)) {
 			app_status(app, true, "%s: '%s' is not a valid value (range %g .. %g)",
-				   p->name, text, p->min, p->max);
+			           p->name, text, p->min, p->max);
 			return;
 		} else {
 			*v = nv;
