@@ -18,7 +18,7 @@ unset HF_TOKEN HUGGING_FACE_HUB_TOKEN HF_HUB_OFFLINE HF_HUB_CACHE HUGGINGFACE_HU
 CACHE="$WORK/cache"
 MAIN=$(manifest 'm["repos"]["smelt-test/tiny"]["revisions"]["main"]')
 PR=$(manifest 'm["repos"]["smelt-test/tiny"]["revisions"]["refs/pr/1"]')
-DEFAULT_FILES="adapters/extra.safetensors,config.json,generation_config.json,model-00001-of-00002.safetensors,model-00002-of-00002.safetensors,model.safetensors.index.json,tokenizer.json"
+DEFAULT_FILES="added_tokens.json,adapters/extra.safetensors,config.json,generation_config.json,model-00001-of-00002.safetensors,model-00002-of-00002.safetensors,model.safetensors.index.json,tokenizer.json"
 
 pull() { # OUT_PREFIX ARGS... : stdout/stderr to $WORK/OUT_PREFIX.{out,err}, returns the exit code
 	local out=$1
@@ -158,7 +158,7 @@ C2="$WORK/cache2"
 pull inc smelt-test/tiny --include '*.json' --exclude 'generation_*' --cache-dir "$C2" && rc=0 || rc=$?
 snap="$C2/models--smelt-test--tiny/snapshots/$MAIN"
 check "--include/--exclude select exactly the matching files" \
-	[ "$rc" = 0 -a "$(cd "$snap" && find . -mindepth 1 ! -type d | sort | tr '\n' ' ')" = "./config.json ./model.safetensors.index.json ./tokenizer.json " ]
+	[ "$rc" = 0 -a "$(cd "$snap" && find . -mindepth 1 ! -type d | sort | tr '\n' ' ')" = "./added_tokens.json ./config.json ./model.safetensors.index.json ./tokenizer.json " ]
 pull paged smelt-test/paged --include '*' --cache-dir "$C2" && rc=0 || rc=$?
 PG=$(manifest 'm["repos"]["smelt-test/paged"]["revisions"]["main"]')
 check "paginated tree listing: files from both pages, nested links" \

@@ -60,6 +60,7 @@ def tiny_files(rng, variant):
                                    "num_hidden_layers": 2, "variant": variant}).encode(),
         "tokenizer.json": json.dumps({"version": "1.0", "model": {"type": "BPE"}}).encode(),
         "generation_config.json": b'{"max_length": 32}',
+        "added_tokens.json": b"",
         "model-00001-of-00002.safetensors": s1,
         "model-00002-of-00002.safetensors": s2,
         "model.safetensors.index.json": json.dumps(index, indent=2).encode(),
