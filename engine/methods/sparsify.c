@@ -427,12 +427,64 @@ void sp_gta_release(struct smelt_tensor_job *job)
 	job->state = NULL;
 }
 
-/* Sum of |d| over keys strictly above the cut (all for ALL, none for NONE). */
-static inline bool above_cut(const struct sp_cut *c, uint32_t key)
+/* Histogram one model's block for cut c's current level. Four interleaved
+ * u32 sub-histograms break the dependency between neighbours that land in
+ * the same bucket; they are folded into the chunk's doubles at the end. */
+static void hist_block(const struct sp_cut *c, const float *x, const float *base, size_t len,
+                       double *hist)
 {
-	if (c->kind != SP_CUT_SELECT)
-		return c->kind == SP_CUT_ALL;
-	return key > c->key;
+	uint32_t h[4][HIST_STRIDE];
+	int l = c->level, shift = radix->shift[l], top = shift + radix->width[l];
+	uint32_t mask = (1u << radix->width[l]) - 1;
+	size_t j = 0;
+
+	memset(h, 0, sizeof(h));
+	if (top >= 31) {
+		for (; j + 4 <= len; j += 4)
+			for (int u = 0; u < 4; u++)
+				h[u][(sp_key(x[j + u] - base[j + u]) >> shift) & mask]++;
+		for (; j < len; j++)
+			h[0][(sp_key(x[j] - base[j]) >> shift) & mask]++;
+	} else {
+		for (; j < len; j++) {
+			uint32_t key = sp_key(x[j] - base[j]);
+
+			if ((key >> top) == c->prefix)
+				h[j & 3][(key >> shift) & mask]++;
+		}
+	}
+	for (uint32_t k = 0; k <= mask; k++)
+		hist[k] += (double)h[0][k] + (double)h[1][k] + (double)h[2][k] + (double)h[3][k];
+}
+
+/* Tie pass for one model's block: L1 sums (all, above each threshold) and
+ * the number of threshold-equal keys per cut. */
+static void sums_block(struct gta_model *m, const float *x, const float *base, size_t len,
+                       size_t block, double *sum)
+{
+	double all = 0, above_hi = 0, above_top = 0;
+	uint64_t ties_hi = 0, ties_top = 0;
+	bool sel_hi = m->hi.kind == SP_CUT_SELECT, sel_top = m->top.kind == SP_CUT_SELECT;
+	bool all_hi = m->hi.kind == SP_CUT_ALL, all_top = m->top.kind == SP_CUT_ALL;
+	uint32_t key_hi = sel_hi ? m->hi.key : 0, key_top = sel_top ? m->top.key : 0;
+
+	for (size_t j = 0; j < len; j++) {
+		float d = x[j] - base[j];
+		uint32_t key = sp_key(d);
+		double a = fabs((double)d);
+
+		all += a;
+		/* branch-free: about half the keys pass a density-0.5 threshold */
+		above_hi += (all_hi | (sel_hi & (key > key_hi))) ? a : 0.0;
+		above_top += (all_top | (sel_top & (key > key_top))) ? a : 0.0;
+		ties_hi += sel_hi && key == key_hi;
+		ties_top += sel_top && key == key_top;
+	}
+	sum[0] += all;
+	sum[1] += above_hi;
+	sum[2] += above_top;
+	sp_cut_set_ties(&m->hi, block, ties_hi);
+	sp_cut_set_ties(&m->top, block, ties_top);
 }
 
 static void stats_select(struct gta_state *s, const struct smelt_tensor_job *job, int pass,
@@ -442,44 +494,18 @@ static void stats_select(struct gta_state *s, const struct smelt_tensor_job *job
 
 	for (int i = 0; i < s->n; i++) {
 		struct gta_model *m = &s->m[i];
-		const float *x = b->x[i];
+		double *hh = acc + ((size_t)i * 2) * HIST_STRIDE;
 
 		if (m->untouched || m->zeroed)
 			continue;
-		if (pass < s->hist_passes) {
-			double *hh = acc + ((size_t)i * 2) * HIST_STRIDE;
-			double *ht = hh + HIST_STRIDE;
-			bool do_hi = sp_cut_pending(&m->hi, radix);
-			bool do_top = sp_cut_pending(&m->top, radix);
-
-			for (size_t j = 0; j < len; j++) {
-				uint32_t key = sp_key(x[j] - b->base[j]);
-
-				if (do_hi)
-					sp_cut_hist(&m->hi, radix, key, hh);
-				if (do_top)
-					sp_cut_hist(&m->top, radix, key, ht);
-			}
-		} else {
-			double *sum = acc + (size_t)i * 3;
-			uint64_t ties_hi = 0, ties_top = 0;
-
-			for (size_t j = 0; j < len; j++) {
-				float d = x[j] - b->base[j];
-				uint32_t key = sp_key(d);
-				double a = fabs((double)d);
-
-				sum[0] += a;
-				if (above_cut(&m->hi, key))
-					sum[1] += a;
-				if (above_cut(&m->top, key))
-					sum[2] += a;
-				ties_hi += m->hi.kind == SP_CUT_SELECT && key == m->hi.key;
-				ties_top += m->top.kind == SP_CUT_SELECT && key == m->top.key;
-			}
-			sp_cut_set_ties(&m->hi, b->index, ties_hi);
-			sp_cut_set_ties(&m->top, b->index, ties_top);
+		if (pass >= s->hist_passes) {
+			sums_block(m, b->x[i], b->base, len, b->index, acc + (size_t)i * 3);
+			continue;
 		}
+		if (sp_cut_pending(&m->hi, radix))
+			hist_block(&m->hi, b->x[i], b->base, len, hh);
+		if (sp_cut_pending(&m->top, radix))
+			hist_block(&m->top, b->x[i], b->base, len, hh + HIST_STRIDE);
 	}
 }
 
@@ -657,7 +683,7 @@ static void merge_select(const struct gta_state *s, const struct smelt_tensor_jo
 				bool in_hi = sp_cut_take(&m->hi, &wh[i], key);
 				bool in_top = sp_cut_take(&m->top, &wt[i], key);
 
-				keep = in_hi && !in_top;
+				keep = in_hi & !in_top;
 			}
 			e[i] = ((keep ? d : 0.0f) * m->scale) * m->w;
 		}

@@ -141,11 +141,10 @@ static inline bool sp_cut_take(const struct sp_cut *c, struct sp_walk *w, uint32
 {
 	if (c->kind != SP_CUT_SELECT)
 		return c->kind == SP_CUT_ALL;
-	if (key > c->key)
-		return true;
-	if (key < c->key)
-		return false;
-	return w->rank++ < c->need;
+	/* equal keys are rare: branch on them, compare the rest branch-free */
+	if (key == c->key)
+		return w->rank++ < c->need;
+	return key > c->key;
 }
 
 /* Sum of the values (keys read as floats) of the kept elements, given the
