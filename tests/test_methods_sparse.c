@@ -1252,6 +1252,39 @@ TEST(sce_identical_models)
 		CHECK(out[j] == s.t.base[j]);
 }
 
+TEST(sce_small_deltas_use_uniform_weights)
+{
+	/* mean squares ~1e-8: mergekit 0.1.4 falls back to equal weights, so
+	 * where all models agree the result is the plain mean of the deltas */
+	const struct smelt_method *m = method_by_name("sce");
+	static struct synth s;
+	struct job_buf jb;
+	struct smelt_err err = {0};
+	float out[4096];
+	const float scale[N_MODELS] = {1e-4f, 3e-4f, 2e-4f};
+
+	synth_init(&s, "small.weight", 8, 16);
+	for (size_t j = 0; j < s.t.n; j++) {
+		s.t.base[j] = 0.0f;
+		for (int i = 0; i < N_MODELS; i++)
+			s.t.x[i][j] = scale[i] * (float)(1 + j % 3);
+	}
+	job_init(&jb, m, &s.t, N_MODELS, 1);
+	CHECK_EQ_INT(run(m, &jb, &s.t, out, 2, &err), 0);
+	for (size_t j = 0; j < s.t.n; j++) {
+		double mean = 0;
+
+		for (int i = 0; i < N_MODELS; i++)
+			mean += (double)s.t.x[i][j] / N_MODELS;
+		CHECK_NEAR(out[j], mean, 1e-9);
+	}
+	/* select_topk <= 0 keeps no position: the base */
+	set_global(&jb, m, "select_topk", -0.5);
+	CHECK_EQ_INT(run(m, &jb, &s.t, out, 2, &err), 0);
+	for (size_t j = 0; j < s.t.n; j++)
+		CHECK(out[j] == s.t.base[j]);
+}
+
 TEST(empty_tensors)
 {
 	static struct synth s;
@@ -1331,6 +1364,7 @@ int main(void)
 	RUN(lambda_zero_gives_base);
 	RUN(ties_without_conflicts_is_task_arithmetic);
 	RUN(sce_identical_models);
+	RUN(sce_small_deltas_use_uniform_weights);
 	RUN(empty_tensors);
 	RUN(metadata);
 	cJSON_Delete(inputs);

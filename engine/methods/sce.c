@@ -79,9 +79,10 @@ static int sce_setup(struct smelt_tensor_job *job, struct smelt_err *err)
 		return smelt_fail(err, SMELT_ENOMEM, "%s: out of memory", job->name);
 	}
 	s->select = topk < 1.0;
-	/* mergekit: k = int(|topk| * count_nonzero(var)); the count is an int64
-	 * tensor, so the product is an f32 tensor before the floor. */
-	s->topk = (float)fabs(topk);
+	/* mergekit: k = int(count_nonzero(var) * topk); the count is an int64
+	 * tensor, so the product is an f32 tensor before the floor. A topk
+	 * <= 0 selects nothing. */
+	s->topk = topk > 0 ? (float)topk : 0.0f;
 	if (s->select) {
 		job->acc_bytes[0] = ((1u << radix->width[0]) + 1) * sizeof(double);
 		job->acc_bytes[1] = (1u << radix->width[1]) * sizeof(double);
@@ -168,12 +169,13 @@ static void matrix_weights(struct sce_state *s, const double *sq, uint64_t numel
 	if (numel == 0)
 		numel = 1; /* an empty tensor: all sums are 0 */
 
-	/* mergekit: w_i = sum(d_i^2) / numel, normalised; all zero: uniform */
+	/* mergekit: w_i = mean(d_i^2), normalised by their sum; uniform when
+	 * |sum| < 1e-6 (all deltas small, not only all zero) */
 	for (int i = 0; i < s->n; i++)
 		total += sq[i] / (double)numel;
 	for (int i = 0; i < s->n; i++)
-		s->omega[i] =
-		    total == 0 ? (float)(1.0 / s->n) : (float)(sq[i] / (double)numel / total);
+		s->omega[i] = fabs(total) < 1e-6 ? (float)(1.0 / s->n)
+		                                 : (float)(sq[i] / (double)numel / total);
 }
 
 static int sce_finish(struct smelt_tensor_job *job, int pass, const void *accv,
@@ -228,9 +230,8 @@ static void sce_merge(const struct smelt_tensor_job *job, const struct smelt_blo
 				div += s->omega[i];
 			}
 		}
-		if (div == 0.0f)
-			div = 1.0f;
-		out[j] = b->base[j] + mixed / div;
+		/* mergekit clamps the divisor at 1e-6 (no agreeing model: 0 / 1e-6) */
+		out[j] = b->base[j] + mixed / fmaxf(div, 1e-6f);
 	}
 }
 
@@ -242,9 +243,9 @@ const struct smelt_method smelt_method_sce = {
             "d_i across models; keep the k = floor(f32(#nonzero variances * select_topk))\n"
             "positions of largest variance (equal variances: the earlier position first) and\n"
             "zero the rest in every d_i. Matrix weights w_i = mean(d_i^2) / sum_j mean(d_j^2)\n"
-            "(uniform when all are 0). Per element the sign s = + if sum_i d_i >= 0 else -\n"
-            "(unweighted); y = base + sum_agree w_i d_i / sum_agree w_i (an empty agreement\n"
-            "adds nothing). Needs a base; no weight or lambda parameters.",
+            "(uniform when that sum is below 1e-6). Per element the sign s = + if\n"
+            "sum_i d_i >= 0 else - (unweighted); y = base + sum_agree w_i d_i /\n"
+            "max(sum_agree w_i, 1e-6). Needs a base; no weight or lambda parameters.",
     .paper = "FuseChat-3.0 / SCE: Wan et al., FuseChat: Knowledge Fusion of Chat Models, "
              "arXiv:2408.07990",
     .base = SMELT_BASE_REQUIRED,
