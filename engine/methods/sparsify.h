@@ -23,7 +23,9 @@
  *
  * Invariants: memory stays bounded by O(models * histogram) per chunk plus
  * O(n_blocks) per selection; no whole-tensor copies; results do not depend
- * on thread count or block size.
+ * on the thread count. Selections and random draws do not depend on the
+ * block size either; only the double L1 sums behind a rescale factor could
+ * round differently in their last bits under another block size.
  */
 #ifndef SMELT_SPARSIFY_H
 #define SMELT_SPARSIFY_H
@@ -37,7 +39,6 @@
 /* ---- 1. radix selection ---- */
 
 #define SP_MAX_LEVELS 3
-#define SP_HIST_MAX   (1u << 16)
 
 /* A radix schedule: widths of the levels, most significant first, summing
  * to 31 bits. Three narrow levels keep per-model histograms small; two wide
