@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #define MIN_PART        (1u << 20)   /* smallest range worth its own request */
+#define MAX_PART        (16u << 20)  /* largest range when several run at once */
 #define DOWNLOAD_BUFFER (512L << 10) /* libcurl receive buffer */
 #define SAVE_INTERVAL   1.0          /* seconds between range-record saves */
 #define TICK_INTERVAL   0.1
@@ -596,7 +597,10 @@ static int publish_prefix(struct dl_state *s)
 	return rc;
 }
 
-/* Split the missing ranges into at most about `connections` jobs. */
+/* Split the missing ranges into jobs. One connection: one request per gap.
+ * Several: parts of at most MAX_PART handed out in file order, so that the
+ * written prefix (which the checksum follows) grows steadily and a slow
+ * connection holds up little. */
 static int plan_jobs(struct dl_state *s)
 {
 	struct hub_ranges gaps = {0};
@@ -611,6 +615,8 @@ static int plan_jobs(struct dl_state *s)
 		goto out;
 	missing = hub_ranges_covered(&gaps);
 	part = (missing + (uint64_t)s->d->connections - 1) / (uint64_t)s->d->connections;
+	if (s->d->connections > 1 && part > MAX_PART)
+		part = MAX_PART;
 	if (part < MIN_PART)
 		part = MIN_PART;
 	for (size_t i = 0; i < gaps.n; i++)

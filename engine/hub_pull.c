@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -429,8 +430,8 @@ static bool hasher_stopped(struct hasher *h)
 }
 
 /* One pass from byte 0; *again is set when the bytes changed under us. */
-static int hash_pass(struct hasher *h, EVP_MD_CTX *ctx, unsigned char *buf, size_t chunk,
-                     bool *again)
+static int hash_pass(struct hasher *h, EVP_MD_CTX *ctx, const unsigned char *map,
+                     unsigned char *buf, size_t chunk, bool *again)
 {
 	unsigned epoch = atomic_load(&h->epoch);
 	unsigned char md[32];
@@ -452,7 +453,8 @@ static int hash_pass(struct hasher *h, EVP_MD_CTX *ctx, unsigned char *buf, size
 			continue;
 		}
 		size_t want = ready - off < chunk ? (size_t)(ready - off) : chunk;
-		ssize_t got = pread(h->fd, buf, want, (off_t)off);
+		const unsigned char *data = map ? map + off : buf;
+		ssize_t got = map ? (ssize_t)want : pread(h->fd, buf, want, (off_t)off);
 		if (got <= 0) {
 			if (got < 0 && errno == EINTR)
 				continue;
@@ -463,7 +465,7 @@ static int hash_pass(struct hasher *h, EVP_MD_CTX *ctx, unsigned char *buf, size
 			*again = true;
 			return 0;
 		}
-		EVP_DigestUpdate(ctx, buf, (size_t)got);
+		EVP_DigestUpdate(ctx, data, (size_t)got);
 		off += (uint64_t)got;
 	}
 	EVP_DigestFinal_ex(ctx, md, NULL);
@@ -476,14 +478,27 @@ static void *hash_file(void *arg)
 {
 	enum { CHUNK = 4 << 20 };
 	struct hasher *h = arg;
-	unsigned char *buf = malloc(CHUNK);
+	unsigned char *buf = malloc(CHUNK), *map = NULL;
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	bool again = true;
 
+	/* Hash straight from the page cache through a mapping (the file is
+	 * preallocated to its full size and never truncated while we run);
+	 * pread() into a buffer when mapping is not possible. */
+	if (h->size > 0 && h->size <= SIZE_MAX) {
+		map = mmap(NULL, (size_t)h->size, PROT_READ, MAP_SHARED, h->fd, 0);
+		if (map == MAP_FAILED)
+			map = NULL;
+		else
+			madvise(map, (size_t)h->size, MADV_SEQUENTIAL);
+	}
+	if (!map)
+		posix_fadvise(h->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	h->rc = buf && ctx ? 0 : smelt_fail(&h->err, SMELT_ENOMEM, "out of memory");
-	posix_fadvise(h->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	while (!h->rc && again)
-		h->rc = hash_pass(h, ctx, buf, CHUNK, &again);
+		h->rc = hash_pass(h, ctx, map, buf, CHUNK, &again);
+	if (map)
+		munmap(map, (size_t)h->size);
 	EVP_MD_CTX_free(ctx);
 	free(buf);
 	return NULL;
