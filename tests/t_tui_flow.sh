@@ -74,6 +74,12 @@ if [ -n "$row" ] && [ -n "$header" ]; then
 	check "temperature change re-scores the preview" [ $changed -eq 1 ]
 	tui_keys 2 m
 	check "heatmap shows the new knobs" tui_wait "T=2"
+	# Exclusions (the row after temperature) restart the analysis; an
+	# excluded tensor gets weight 0.
+	tui_keys 3 j Enter C-u "model.embed_tokens" Enter
+	check "exclusion set" tui_wait "model.embed_tokens"
+	tui_keys 2 Home
+	check "excluded embedding has weight 0" tui_wait "omega     mean 0.0000"
 else
 	bad "temperature row found in the settings form"
 fi

@@ -78,6 +78,12 @@ check "resize redraws the view" tui_wait "magnitude divergence"
 tui_keys q
 check "exit after resize" tui_wait "EXIT=0"
 
+# A recipe that does not load is reported before the screen opens.
+printf 'merge_method: widen\nmodels: [\n' >"$tmp/bad.yml"
+tui_start 120 40 "'$SMELT_BIN' tui --recipe '$tmp/bad.yml'"
+check "bad recipe reported" tui_wait "bad.yml"
+check "bad recipe exit status 1" tui_wait "EXIT=1"
+
 # Options and non-terminals.
 check "--help prints usage" bash -c "'$SMELT_BIN' tui --help | grep -q 'usage: smelt tui'"
 check "unknown option is a usage error" bash -c "'$SMELT_BIN' tui --bogus </dev/null >/dev/null 2>&1; [ \$? -eq 2 ]"

@@ -131,12 +131,18 @@ void app_models_changed(struct ui_app *app)
 
 void app_settings_changed(struct ui_app *app)
 {
+	char exclude[512];
 	double t, s, T;
 
 	app->valid_gen++;
 	work_validate(app);
 	recipe_widen_knobs(&app->set, &t, &s, &T);
-	if (app->stats && (t != app->knob_t || s != app->knob_s || T != app->knob_T))
+	work_exclude_text(&app->set, exclude, sizeof(exclude));
+	/* Exclusions decide which tensors are analysed: start again. Knobs
+	 * only re-score what is already there. */
+	if (app->stats && strcmp(exclude, app->stats_exclude) != 0)
+		work_stats_restart(app);
+	else if (app->stats && (t != app->knob_t || s != app->knob_s || T != app->knob_T))
 		work_rescore(app);
 	app->dirty = true;
 }

@@ -134,7 +134,7 @@ struct ui_app {
 	bool stats_running; /* worker alive (join on done) */
 	int stats_gen;      /* bumps when the model set changes */
 	char stats_error[512];
-	bool stats_stale; /* model set changed: restart when possible */
+	char stats_exclude[512]; /* the exclusions the analysis was opened with */
 	pthread_t rescore_thread;
 	bool rescore_running, rescore_pending;
 	double knob_t, knob_s, knob_T; /* what the running rescore uses */

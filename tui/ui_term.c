@@ -53,6 +53,14 @@ int ui_term_open(bool force_mono)
 	keypad(stdscr, TRUE);
 	nodelay(stdscr, TRUE);
 	curs_set(0);
+	/* Home/End as tmux, screen and the Linux console send them, in case
+	 * TERM names a terminal that sends others. */
+	define_key("\033[1~", KEY_HOME);
+	define_key("\033[4~", KEY_END);
+	define_key("\033[H", KEY_HOME);
+	define_key("\033[F", KEY_END);
+	define_key("\033OH", KEY_HOME);
+	define_key("\033OF", KEY_END);
 	ui_term.utf8 = locale_is_utf8();
 	ui_term.colors = 0;
 	if (!force_mono && has_colors()) {

@@ -325,16 +325,20 @@ void work_stats_stop(struct ui_app *app)
 	free_excludes();
 }
 
-static void collect_excludes(const struct ui_settings *s)
+void work_exclude_text(const struct ui_settings *s, char *buf, size_t n)
 {
 	static const char *const names[] = {"exclude", "exclude_param_names_regex", NULL};
 	int i = recipe_is_widen(s) ? recipe_param_index(s->method, names) : -1;
+
+	snprintf(buf, n, "%s", i >= 0 && s->global[i].set ? s->global[i].text : "");
+}
+
+static void collect_excludes(const struct ui_settings *s)
+{
 	char tmp[512], *save = NULL;
 
 	free_excludes();
-	if (i < 0 || !s->global[i].set)
-		return;
-	snprintf(tmp, sizeof(tmp), "%s", s->global[i].text);
+	work_exclude_text(s, tmp, sizeof(tmp));
 	for (char *tok = strtok_r(tmp, ",", &save); tok && stats_n_exclude < 32;
 	     tok = strtok_r(NULL, ",", &save)) {
 		while (*tok == ' ')
@@ -391,6 +395,7 @@ void work_stats_restart(struct ui_app *app)
 	smelt_err_clear(&err);
 	recipe_widen_knobs(&app->set, &o.threshold, &o.calibration, &o.temperature);
 	collect_excludes(&app->set);
+	work_exclude_text(&app->set, app->stats_exclude, sizeof(app->stats_exclude));
 	o.exclude = (const char *const *)stats_exclude;
 	o.n_exclude = stats_n_exclude;
 	o.on_tensor = stats_on_tensor;

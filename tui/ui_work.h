@@ -34,6 +34,8 @@ void work_stats_restart(struct ui_app *app);
 void work_stats_poll(struct ui_app *app);
 /* The analysis thread finished: join it, keep its error. */
 void work_on_stats_done(struct ui_app *app, struct ui_msg *m);
+/* The form's WIDEN exclusions as one comma-separated string ("" if none). */
+void work_exclude_text(const struct ui_settings *s, char *buf, size_t n);
 /* Re-score WIDEN weights for the form's knobs (coalesced on a worker). */
 void work_rescore(struct ui_app *app);
 void work_on_rescored(struct ui_app *app);

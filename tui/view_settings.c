@@ -296,8 +296,10 @@ static void draw_form(struct ui_app *app, int y, int x, int h, int w)
 			    c == 0 ? &app->set.global[i] : &app->set.model[c - 1][i];
 			int cx = x + 2 + name_w + c * col_w;
 			struct ui_style st = v->set ? st_text(app) : st_dim(app);
+			/* A global value may use the whole row (regex lists are long). */
+			int cw = p->scope == SMELT_SCOPE_GLOBAL ? w - 3 - name_w : col_w;
 
-			if (cx + col_w > x + w - 1)
+			if (cx + cw > x + w - 1)
 				break;
 			if (c > 0 && !v->set && app->set.global[i].set)
 				st = st_dim(app);
@@ -307,8 +309,8 @@ static void draw_form(struct ui_app *app, int y, int x, int h, int w)
 			recipe_pval_text(
 			    c > 0 && !v->set && app->set.global[i].set ? &app->set.global[i] : v, p,
 			    text, sizeof(text));
-			ui_fill(row, cx, 1, col_w - 1, st);
-			ui_text(row, cx, col_w - 1, st, text);
+			ui_fill(row, cx, 1, cw - 1, st);
+			ui_text(row, cx, cw - 1, st, text);
 		}
 	}
 	app->pane_h[1] = row - app->pane_y[1];
@@ -318,8 +320,12 @@ static void draw_form(struct ui_app *app, int y, int x, int h, int w)
 		int by = y + h - 7;
 
 		if (p) {
-			ui_textf(by, x + 2, w - 4, st_dim(app), "%s: %s  [%g .. %g]%s", p->name,
-			         p->help ? p->help : "", p->min, p->max,
+			char range[64] = "";
+
+			if (p->type != SMELT_PARAM_REGEX_LIST)
+				snprintf(range, sizeof(range), "  [%g .. %g]", p->min, p->max);
+			ui_textf(by, x + 2, w - 4, st_dim(app), "%s: %s%s%s", p->name,
+			         p->help ? p->help : "", range,
 			         p->scope == SMELT_SCOPE_MODEL ? "  (* = per model)" : "");
 		}
 		if (p && v && v->set && v->gradient)
