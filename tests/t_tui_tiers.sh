@@ -84,6 +84,23 @@ tui_start 120 40 "'$SMELT_BIN' tui --recipe '$tmp/bad.yml'"
 check "bad recipe reported" tui_wait "bad.yml"
 check "bad recipe exit status 1" tui_wait "EXIT=1"
 
+# A model that does not fit the base: the checkpoints view says why before
+# anything runs, the Run view lists every problem with where to fix it,
+# and the vocabulary policy is set from the Run view.
+"$SMELT_BIN" demo "$tmp/demo" >/dev/null
+tui_start 120 40 "env TERM=xterm-256color '$SMELT_BIN' tui -o '$tmp/mm' '$tmp/demo/base' '$fam/ft'"
+tui_keys 1 Tab Tab j
+check "mismatch: vocabulary named" tui_wait "vocabulary differs (256 vs 512)"
+check "mismatch: shapes counted" tui_wait "12 shape mismatches"
+tui_keys 4
+check "mismatch: vocabulary error points to the Run view" tui_wait "fix in view 4 Run: vocabulary"
+check "mismatch: shape errors point to the checkpoints" tui_wait "fix in view 1 Checkpoints"
+tui_keys j j j j j Enter
+check "mismatch: vocabulary policy set" tui_wait "vocabulary      common"
+check "mismatch: vocabulary error gone" tui_wait_gone "fix in view 4 Run: vocabulary"
+tui_keys q
+check "mismatch: clean exit" tui_wait "EXIT=0"
+
 # Options and non-terminals.
 check "--help prints usage" bash -c "'$SMELT_BIN' tui --help | grep -q 'usage: smelt tui'"
 check "unknown option is a usage error" bash -c "'$SMELT_BIN' tui --bogus </dev/null >/dev/null 2>&1; [ \$? -eq 2 ]"

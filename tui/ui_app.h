@@ -64,11 +64,12 @@ struct ui_settings {
 	struct ui_pval global[SMELT_MAX_PARAMS];
 	struct ui_pval model[UI_MAX_MODELS][SMELT_MAX_PARAMS];
 	char out_dir[UI_PATH_MAX];
-	char out_dtype[16]; /* "" = like the base */
-	char shard[32];     /* "5GB" */
-	int threads;        /* 0 = all CPUs */
-	bool force;         /* replace a non-empty output folder */
-	char *raw_recipe;   /* a loaded recipe the form cannot express (slices) */
+	char out_dtype[16];    /* "" = like the base */
+	char embed_policy[16]; /* "" (strict), "common" or "mean" */
+	char shard[32];        /* "5GB" */
+	int threads;           /* 0 = all CPUs */
+	bool force;            /* replace a non-empty output folder */
+	char *raw_recipe;      /* a loaded recipe the form cannot express (slices) */
 	char raw_note[256];
 };
 

@@ -183,6 +183,8 @@ char *recipe_build_json(const struct ui_app *app)
 	}
 	if (s->out_dtype[0])
 		cJSON_AddStringToObject(root, "out_dtype", s->out_dtype);
+	if (s->embed_policy[0])
+		cJSON_AddStringToObject(root, "embed_policy", s->embed_policy);
 	text = cJSON_Print(root);
 	cJSON_Delete(root);
 	return text;
@@ -253,6 +255,8 @@ int recipe_apply(struct ui_app *app, const struct smelt_recipe *r, char *msg, si
 	free(s->raw_recipe);
 	s->raw_recipe = NULL;
 	s->raw_note[0] = '\0';
+	s->out_dtype[0] = '\0';
+	s->embed_policy[0] = '\0';
 	recipe_set_method(s, m);
 	for (int i = 0; i <= UI_MAX_MODELS; i++)
 		if (app->slots[i].used)
@@ -279,6 +283,8 @@ int recipe_apply(struct ui_app *app, const struct smelt_recipe *r, char *msg, si
 		apply_pset(s->model[model_no], m, &sl->sources[i].params);
 		model_no++;
 	}
+	if (r->embed_policy && strcmp(r->embed_policy, "strict") != 0)
+		snprintf(s->embed_policy, sizeof(s->embed_policy), "%s", r->embed_policy);
 	if (r->has_out_dtype)
 		snprintf(s->out_dtype, sizeof(s->out_dtype), "%s",
 		         smelt_dtype_torch_name(r->out_dtype));

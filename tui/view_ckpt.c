@@ -427,8 +427,12 @@ static void draw_details(struct ui_app *app, const struct ui_slot *s, int y, int
 	if (r < y + h && s != &app->slots[0] && s->compat[0]) {
 		bool bad = s->n_shape || s->n_missing || s->vocab_mismatch;
 
-		ui_textf(r++, x, w, st_color(app, bad ? app->theme.error : app->theme.ok), "%s %s",
-		         bad ? "!" : (ui_term.utf8 ? "✓" : "ok"), s->compat);
+		char line[300];
+
+		snprintf(line, sizeof(line), "%s %s", bad ? "!" : (ui_term.utf8 ? "✓" : "ok"),
+		         s->compat);
+		r += ui_text_wrap(r, x, y + h - r, w,
+		                  st_color(app, bad ? app->theme.error : app->theme.ok), line);
 	}
 }
 

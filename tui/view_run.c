@@ -12,10 +12,13 @@
 #include "ui_work.h"
 
 enum { IN_OUT = 301, IN_SHARD = 302, IN_THREADS = 303 };
-enum { ROW_OUT, ROW_DTYPE, ROW_SHARD, ROW_THREADS, ROW_FORCE, N_ROWS };
+enum { ROW_OUT, ROW_DTYPE, ROW_SHARD, ROW_THREADS, ROW_FORCE, ROW_VOCAB, N_ROWS };
 
 static const char *const dtypes[] = {"", "bfloat16", "float16", "float32"};
-#define N_DTYPES 4
+/* embed_policy: what to do when vocabulary sizes differ ("" = strict). */
+static const char *const vocab_policies[] = {"", "common", "mean"};
+#define N_POLICIES 3
+#define N_DTYPES   4
 
 static const char *fix_where(const char *path)
 {
@@ -31,6 +34,8 @@ static const char *fix_where(const char *path)
 		return "view 4 Run: dtype";
 	if (!strncmp(path, "shard", 5))
 		return "view 4 Run: shard size";
+	if (!strncmp(path, "embed_policy", 12))
+		return "view 4 Run: vocabulary";
 	return "recipe";
 }
 
@@ -40,8 +45,8 @@ static void draw_form(struct ui_app *app, int y, int x, int w, bool focus)
 	char val[UI_PATH_MAX + 32];
 
 	for (int row = 0; row < N_ROWS; row++) {
-		static const char *const labels[N_ROWS] = {"output folder", "dtype", "shard size",
-		                                           "threads", "overwrite"};
+		static const char *const labels[N_ROWS] = {
+		    "output folder", "dtype", "shard size", "threads", "overwrite", "vocabulary"};
 		struct ui_style st = row == app->run_cur ? st_cursor(app, focus) : st_text(app);
 
 		switch (row) {
@@ -62,6 +67,13 @@ static void draw_form(struct ui_app *app, int y, int x, int w, bool focus)
 				snprintf(val, sizeof(val), "all CPUs");
 			break;
 		case ROW_FORCE: snprintf(val, sizeof(val), "%s", s->force ? "yes" : "no"); break;
+		case ROW_VOCAB:
+			snprintf(val, sizeof(val), "%s",
+			         !s->embed_policy[0] ? "strict (sizes must match)"
+			         : !strcmp(s->embed_policy, "common")
+			             ? "common (merge shared rows, keep the base's others)"
+			             : "mean (pad with the mean row)");
+			break;
 		}
 		ui_textf(y + row, x, 16, st_dim(app), "%-15s", labels[row]);
 		ui_fill(y + row, x + 16, 1, w - 16, st);
@@ -112,7 +124,9 @@ static void draw_validation(struct ui_app *app, int y, int x, int h, int w)
 		row += ui_text_wrap(row, x + 2, y + h - row, w - 2, st_dim(app),
 		                    "fix in view 4 Run: output folder (or overwrite: yes)");
 	}
-	for (size_t i = 0; i < v->diag.n && row < y + h - 1; i++) {
+	size_t shown = 0;
+
+	for (size_t i = 0; i < v->diag.n && row < y + h - 2; i++, shown++) {
 		const struct smelt_diag_item *it = &v->diag.items[i];
 		bool err = it->severity == SMELT_DIAG_ERROR;
 
@@ -125,6 +139,8 @@ static void draw_validation(struct ui_app *app, int y, int x, int h, int w)
 		                    st_color(app, err ? app->theme.error : app->theme.warn), line);
 		ui_textf(row++, x + 2, w - 2, st_dim(app), "fix in %s", fix_where(it->path));
 	}
+	if (shown < v->diag.n)
+		ui_textf(y + h - 1, x, w, st_dim(app), "... and %zu more", v->diag.n - shown);
 }
 
 static void draw_layer_strip(struct ui_app *app, int y, int x, int w)
@@ -280,6 +296,15 @@ static void activate(struct ui_app *app, int delta)
 			s->threads = 0;
 		break;
 	case ROW_FORCE: s->force = !s->force; break;
+	case ROW_VOCAB: {
+		int i = 0;
+
+		while (i < N_POLICIES && strcmp(vocab_policies[i], s->embed_policy) != 0)
+			i++;
+		i = (i + (delta ? delta : 1) + N_POLICIES) % N_POLICIES;
+		snprintf(s->embed_policy, sizeof(s->embed_policy), "%s", vocab_policies[i]);
+		break;
+	}
 	}
 	app_settings_changed(app);
 }
