@@ -535,8 +535,13 @@ static int job_start(struct dl_state *s, struct job *j)
 	curl_easy_setopt(j->e, CURLOPT_BUFFERSIZE, DOWNLOAD_BUFFER);
 	curl_easy_setopt(j->e, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(j->e, CURLOPT_LOW_SPEED_TIME, s->net->stall_timeout_s);
-	if (curl_multi_add_handle(s->net->multi, j->e) != CURLM_OK)
+	if (curl_multi_add_handle(s->net->multi, j->e) != CURLM_OK) {
+		curl_easy_cleanup(j->e);
+		curl_slist_free_all(j->hdrs);
+		j->e = NULL;
+		j->hdrs = NULL;
 		return SMELT_ENOMEM;
+	}
 	j->running = true;
 	s->running++;
 	if (s->d->active)
@@ -669,7 +674,8 @@ static int job_finished(struct dl_state *s, struct job *j, CURLcode res, struct 
 		s->restart = true;
 		return 0;
 	}
-	if (res == CURLE_OK && !j->bad_status && j->pos == j->end) {
+	/* Every byte arrived: done, even if the connection broke on closing. */
+	if (!j->bad_status && j->pos == j->end) {
 		j->done = true;
 		return 0;
 	}

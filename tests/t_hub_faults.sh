@@ -51,6 +51,19 @@ check "...in total exactly the file's bytes were sent ($(blob_bytes "$mark") of 
 	[ "$(blob_bytes "$mark")" = "$SIZE" ]
 check "...and the blob is verified and in place" blob_ok "$C"
 
+# ---- cut in one of several parallel ranges ------------------------------------------------
+C="$WORK/c1p"
+mode "cut&k=300000"
+mark=$(log_mark "$FAULT_LOG")
+pull cutp fault/model --cache-dir "$C" --connections 4 && rc=0 || rc=$?
+check "parallel ranges survive a cut in one of them" rc_and_blob "$C"
+# The log line of the cut request says 300000 bytes; its retry starts there.
+resume_at=$(blob_lines "$mark" | awk '$5 == 300000 {split($3, r, /[=-]/); print r[2] + 300000; exit}')
+check "...the cut range resumed where it was cut (byte $resume_at)" \
+	grep -q "bytes=$resume_at-" <(blob_lines "$mark")
+check "...and the server sent the file's bytes once in total ($(blob_bytes "$mark") of $SIZE)" \
+	[ "$(blob_bytes "$mark")" = "$SIZE" ]
+
 # ---- cut, then the server keeps failing: resumed by the next run -------------------------
 C="$WORK/c2"
 mode "cutfail&k=$K"
