@@ -153,6 +153,14 @@ check "relative redirect of the API (renamed repo) is followed" \
 check "relative redirect of resolve HEADs (renamed repo) is followed" \
 	rc_and_grep 0 <(log_since "$FAULT_LOG" "$mark") '^HEAD /fault/renamed/resolve/.* 307 '
 
+# ---- a file list that tries to escape the cache --------------------------------------------
+mark=$(log_mark "$FAULT_LOG")
+pull evil fault/evil --cache-dir "$WORK/c8/cache" && rc=0 || rc=$?
+check "a server-sent path with '..' is refused" \
+	rc_and_grep 1 "$WORK/evil.err" "fault/evil lists an unsafe file name: file name '../../../escaped.safetensors'"
+check "...before any file request, and nothing is written outside the cache" \
+	[ "$(log_since "$FAULT_LOG" "$mark" | grep -vc '^GET /api/' || true)" = 0 -a ! -e "$WORK/c8/escaped.safetensors" -a ! -e "$WORK/escaped.safetensors" ]
+
 # ---- the Hub unreachable -------------------------------------------------------------------------
 dead="http://127.0.0.1:$(free_port)"
 HF_ENDPOINT="$dead" pull dead1 fault/model --cache-dir "$WORK/c1" && rc=0 || rc=$?

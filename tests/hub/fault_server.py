@@ -7,7 +7,8 @@ Binds 127.0.0.1 on a free port (written to PORTFILE once listening) and
 serves one repository, fault/model (config.json and a 4 MiB LFS file
 model.safetensors, whose resolve URL redirects to /blob/<sha256> on the same
 server), plus fault/renamed, whose resolve URLs answer a relative redirect to
-fault/model (a renamed repo). GET /_ctl?mode=M[&k=BYTES][&n=COUNT] switches
+fault/model (a renamed repo), and fault/evil, whose file list names a path
+outside the repo. GET /_ctl?mode=M[&k=BYTES][&n=COUNT] switches
 the behaviour for later requests:
 
   normal   serve correctly, honouring Range
@@ -90,6 +91,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if path == "/api/models/fault/renamed/revision/main":
             return self.reply(307, b"", {"Location": f"/api/models/{REPO}/revision/main?{url.query}"},
                               head)
+        if path == "/api/models/fault/evil/revision/main":
+            info = {"id": "fault/evil", "sha": COMMIT, "siblings": [
+                {"rfilename": "config.json"}, {"rfilename": "../../../escaped.safetensors"}]}
+            return self.reply(200, json.dumps(info).encode(),
+                              {"Content-Type": "application/json"}, head)
         if path == f"/api/models/{REPO}/revision/main":
             info = {"id": REPO, "sha": COMMIT, "siblings": [
                 {"rfilename": "config.json", "size": len(CONFIG), "blobId": CONFIG_SHA1},
