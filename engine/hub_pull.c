@@ -691,12 +691,13 @@ static int pull_file(struct pull *pl, const struct hub_file *f, struct smelt_err
 		if (!blob_ok(pl->repo_path, m.etag, m.size))
 			rc = fetch_blob(pl, f->name, &m, err);
 		else
-			atomic_fetch_add(&pl->p->bytes_done, m.size);
+			atomic_fetch_sub(&pl->p->bytes_total, m.size);
 		hub_unlock(fd);
 		if (rc)
 			return rc;
 	} else {
-		atomic_fetch_add(&pl->p->bytes_done, m.size);
+		/* Shared with a revision already cached: nothing to transfer. */
+		atomic_fetch_sub(&pl->p->bytes_total, m.size);
 	}
 	rc = hub_cache_link(pl->repo_path, pl->commit, f->name, m.etag, err);
 	if (rc)

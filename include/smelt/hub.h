@@ -135,8 +135,9 @@ enum smelt_hub_phase {
  * the pull and smelt_hub_progress_destroy() after. The pulling thread writes
  * it; any thread may read the atomics at any time and the current file name
  * through smelt_hub_progress_current(). Byte counts cover only files that
- * must be downloaded (cached files are not counted); bytes resumed from an
- * earlier run count as done from the start. */
+ * must be downloaded (files already in the snapshot or whose blob another
+ * revision brought are not counted); bytes resumed from an earlier run
+ * count as done from the start. */
 struct smelt_hub_progress {
 	_Atomic int phase;            /* enum smelt_hub_phase */
 	_Atomic int files_total;      /* files the snapshot will hold */
