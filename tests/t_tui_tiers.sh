@@ -101,6 +101,14 @@ check "mismatch: vocabulary error gone" tui_wait_gone "fix in view 4 Run: vocabu
 tui_keys q
 check "mismatch: clean exit" tui_wait "EXIT=0"
 
+# `smelt` alone (options but no subcommand) opens the workbench too.
+tui_start 120 40 "cd '$tmp' && env TERM=xterm-256color '$SMELT_BIN' --theme viridis -o '$tmp/o3'"
+check "plain smelt opens the workbench" tui_wait "Local folders"
+tui_keys 4
+check "plain smelt takes -o" tui_wait "$tmp/o3"
+tui_keys q
+check "plain smelt exits" tui_wait "EXIT=0"
+
 # Options and non-terminals.
 check "--help prints usage" bash -c "'$SMELT_BIN' tui --help | grep -q 'usage: smelt tui'"
 check "unknown option is a usage error" bash -c "'$SMELT_BIN' tui --bogus </dev/null >/dev/null 2>&1; [ \$? -eq 2 ]"
