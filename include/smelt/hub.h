@@ -23,11 +23,13 @@
  * meant for a worker thread and reports through struct smelt_hub_progress
  * (atomics, read from any thread) and stops early when *cancel becomes true.
  * smelt_hub_init() should be called once from main() before threads start
- * (smelt_hub_pull() calls it too, which is safe with this libcurl).
+ * (smelt_hub_pull() calls it too, which is safe with this libcurl). A pull
+ * runs one helper thread of its own while a file downloads: the SHA-256
+ * check, which follows the written part of the file.
  *
  * Secrets. The token is sent only as "Authorization: Bearer" to the
- * endpoint's own host (never to a CDN host a redirect points at) and never
- * appears in messages, logs or returned strings.
+ * endpoint's own scheme, host and port (never to a CDN host a redirect
+ * points at) and never appears in messages, logs or returned strings.
  */
 #ifndef SMELT_HUB_H
 #define SMELT_HUB_H
