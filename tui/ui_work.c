@@ -1,13 +1,13 @@
 /* ui_work.c: worker threads for opening, scanning, statistics, validation,
  * merging and downloading; each reports through the UI queue. */
 #include <errno.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ui_recipe.h"
@@ -41,21 +41,20 @@ static int spawn(pthread_t *th, void *(*fn)(void *), void *arg, bool detached)
  * gets the CPU at once when a key arrives. */
 static void lower_priority(void)
 {
-	if (setpriority(PRIO_PROCESS, (id_t)gettid(), 10) != 0) {
-		/* Not fatal: the UI is merely less snappy under load. */
-	}
+	/* A failure is not fatal: the UI is merely less snappy under load. */
+	(void)setpriority(PRIO_PROCESS, (id_t)gettid(), 10);
 }
 
 /* ---- opening checkpoints ---- */
 
 struct open_job {
 	struct ui_queue *q;
-	int slot, id;
+	int id;
 	char ref[UI_PATH_MAX];
 };
 
 struct open_result {
-	int slot, id, rc;
+	int id, rc;
 	char path[UI_PATH_MAX];
 	char err[512];
 	struct smelt_ckpt *ckpt;
@@ -94,7 +93,6 @@ static void *open_main(void *arg)
 	smelt_err_clear(&err);
 	if (!res)
 		goto out;
-	res->slot = job->slot;
 	res->id = job->id;
 	res->rc = resolve_ref(job->ref, res->path, sizeof(res->path), &err);
 	if (res->rc == 0) {
@@ -127,7 +125,6 @@ void work_open_slot(struct ui_app *app, int slot)
 	s->id = ++app->next_id;
 	s->state = 0;
 	job->q = &app->queue;
-	job->slot = slot;
 	job->id = s->id;
 	snprintf(job->ref, sizeof(job->ref), "%s", s->ref);
 	if (spawn(NULL, open_main, job, true)) {
@@ -151,9 +148,13 @@ void work_drop_opened(void *result)
 void work_on_opened(struct ui_app *app, struct ui_msg *m)
 {
 	struct open_result *res = m->ptr;
-	struct ui_slot *s = &app->slots[res->slot];
+	struct ui_slot *s = NULL;
 
-	if (!s->used || s->id != res->id) {
+	/* Find the slot by request id: removing a model shifts the others. */
+	for (int i = 0; i <= UI_MAX_MODELS; i++)
+		if (app->slots[i].used && app->slots[i].id == res->id)
+			s = &app->slots[i];
+	if (!s) {
 		/* The user changed the slot meanwhile: drop the stale answer. */
 		work_drop_opened(res);
 		return;
@@ -758,6 +759,10 @@ void work_shutdown(struct ui_app *app)
 		app->validating = false;
 	}
 	work_stats_stop(app);
-	while (atomic_load(&detached_alive) > 0)
-		sched_yield();
+	/* Short workers (open, scan) cannot be interrupted; they end soon. */
+	while (atomic_load(&detached_alive) > 0) {
+		struct timespec ms = {0, 1000000};
+
+		nanosleep(&ms, NULL);
+	}
 }

@@ -164,6 +164,8 @@ void ckpt_slot_set(struct ui_app *app, int slot, const char *ref)
 	struct ui_slot *s = &app->slots[slot];
 
 	if (s->ckpt) {
+		/* The analysis borrows the open checkpoints: stop it first. */
+		work_stats_stop(app);
 		smelt_ckpt_close(s->ckpt);
 		free(s->ckpt);
 	}
