@@ -528,12 +528,19 @@ static void remove_slot(struct ui_app *app, int slot)
 	if (!app->slots[slot].used)
 		return;
 	ckpt_slot_set(app, slot, NULL);
-	/* Keep the models contiguous so "model N" stays meaningful. */
-	for (int i = slot; slot > 0 && i < UI_MAX_MODELS; i++) {
-		if (!app->slots[i + 1].used)
-			break;
-		app->slots[i] = app->slots[i + 1];
-		memset(&app->slots[i + 1], 0, sizeof(app->slots[i + 1]));
+	/* Keep the models contiguous so "model N" stays meaningful; their
+	 * per-model parameter values move with them. */
+	if (slot > 0) {
+		struct ui_pval(*pm)[SMELT_MAX_PARAMS] = app->set.model;
+
+		for (int i = slot; i < UI_MAX_MODELS; i++) {
+			memcpy(pm[i - 1], pm[i], sizeof(pm[i]));
+			memset(pm[i], 0, sizeof(pm[i]));
+			if (!app->slots[i + 1].used)
+				continue;
+			app->slots[i] = app->slots[i + 1];
+			memset(&app->slots[i + 1], 0, sizeof(app->slots[i + 1]));
+		}
 	}
 	app_models_changed(app);
 }
