@@ -207,6 +207,18 @@ else
 	bad "cache differs from huggingface_hub's layout"; head -20 "$WORK/sig.diff"
 fi
 
+# ---- a partial download left by huggingface_hub -----------------------------------------------
+# Older huggingface_hub resumes blobs/<etag>.incomplete by appending; smelt
+# keeps its own partial files apart and neither trusts nor touches that one.
+C5="$WORK/cache5"
+S1=$(manifest "m['repos']['smelt-test/tiny']['commits']['$MAIN']['model-00001-of-00002.safetensors']['etag']")
+mkdir -p "$C5/models--smelt-test--tiny/blobs"
+head -c 1000000 /dev/zero >"$C5/models--smelt-test--tiny/blobs/$S1.incomplete"
+pull hfpart smelt-test/tiny --cache-dir "$C5" && rc=0 || rc=$?
+check "a huggingface_hub partial file is left alone and the blob is correct" \
+	[ "$rc" = 0 -a "$(sha256sum "$C5/models--smelt-test--tiny/blobs/$S1" | cut -d' ' -f1)" = "$S1" -a \
+	"$(stat -c %s "$C5/models--smelt-test--tiny/blobs/$S1.incomplete")" = 1000000 ]
+
 # ---- disk full ---------------------------------------------------------------------------------
 # Two ways to run out of room: a small filesystem (caught by the free-space
 # check before downloading) and a file-size limit (the preallocation fails
