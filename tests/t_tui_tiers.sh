@@ -101,6 +101,28 @@ check "mismatch: vocabulary error gone" tui_wait_gone "fix in view 4 Run: vocabu
 tui_keys q
 check "mismatch: clean exit" tui_wait "EXIT=0"
 
+# A classic method: the form comes from its parameter table, per-model
+# values get one column per model, a missing required weight is reported
+# with where to fix it, and setting it per model makes the recipe valid.
+tui_start 140 40 "env TERM=xterm-256color '$SMELT_BIN' tui -o '$tmp/ties' '$fam/base' '$fam/ft' '$fam/pt'"
+tui_wait "magnitude divergence" >/dev/null || true
+tui_keys 3 j j j Enter
+check "ties: form from the method table" tui_wait "ties parameters"
+check "ties: per-model parameter marked" tui_wait "weight *"
+check "ties: global parameter listed" tui_wait "lambda"
+tui_keys 4
+check "ties: missing weight points to the settings" tui_wait "fix in view 3 Settings" 30
+# weight is the first row: the ft column, then the pt column.
+tui_keys 3 l Enter C-u 0.7 Enter l Enter C-u 0.3 Enter
+check "ties: per-model weights shown" tui_wait "0.3"
+tui_keys 4
+check "ties: valid once weighted" tui_wait "press r to merge" 30
+tui_keys r
+check "ties: merge completes" tui_wait "merged in" 60
+check "ties: output written" test -s "$tmp/ties/model.safetensors"
+tui_keys q
+check "ties: clean exit" tui_wait "EXIT=0"
+
 # `smelt` alone (options but no subcommand) opens the workbench too.
 tui_start 120 40 "cd '$tmp' && env TERM=xterm-256color '$SMELT_BIN' --theme viridis -o '$tmp/o3'"
 check "plain smelt opens the workbench" tui_wait "Local folders"
