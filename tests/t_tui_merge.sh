@@ -85,4 +85,11 @@ else
 	bad "merge still running when quit was tried"
 fi
 
+# Statistics are cached on disk: reopening the same family shows every cell
+# at once, marked as cached.
+tui_start 140 45 "cd '$tmp' && TERM=xterm-256color '$SMELT_BIN' tui -o '$tmp/out' $big"
+check "reopened family uses cached statistics" tui_wait "cached " 30
+tui_keys q
+check "exit after the cached view" tui_wait "EXIT=0"
+
 tui_summary
