@@ -75,6 +75,8 @@ tui_start 60 14 "env TERM=xterm-256color '$SMELT_BIN' tui $args"
 check "too-small terminal says so" tui_wait "terminal too small"
 tmx resize-window -t t -x 120 -y 40
 check "resize redraws the view" tui_wait "magnitude divergence"
+tmx resize-window -t t -x 80 -y 24
+check "80x24 narrows the heatmap cells" tui_wait "ga up dn nm   q  k"
 tui_keys q
 check "exit after resize" tui_wait "EXIT=0"
 

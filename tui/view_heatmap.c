@@ -13,14 +13,20 @@
 #include "ui_term.h"
 
 #define GRID_KINDS 8 /* q k v o gate up down norm */
-#define CELL_W     4 /* three glyphs and a gap */
-#define LABEL_W    6
+/* Columns per kind: 4 (three glyphs and a gap) when there is room, down
+ * to 2 on narrow terminals; set by view_heat_draw for the frame. */
+static int cell_w = 4;
+#define CELL_W  cell_w
+#define LABEL_W 6
 
 static const char *const mode_names[3] = {"magnitude divergence", "direction divergence",
                                           "WIDEN weight"};
-static const char *const kind_short[GRID_KINDS] = {" q ", " k ", " v ", " o ",
-                                                   "gat", "up ", "dwn", "nrm"};
-#define GLYPHS_W 3
+static const char *const kind_short[3][GRID_KINDS] = {
+    {"q", "k", "v", "o", "g", "u", "d", "n"},
+    {"q ", "k ", "v ", "o ", "ga", "up", "dn", "nm"},
+    {" q ", " k ", " v ", " o ", "gat", "up ", "dwn", "nrm"},
+};
+#define GLYPHS_W (cell_w >= 3 ? cell_w - 1 : cell_w)
 
 /* Rows of the grid: the embedding, every layer, the final norm, the head. */
 struct grid_row {
@@ -290,7 +296,7 @@ static void draw_panel(struct ui_app *app, const struct grid *g, int m, int y, i
 		        c == app->heat_col && app->heat_row > 0 && app->heat_row <= g->n_layers
 		            ? st_color(app, app->theme.accent)
 		            : st_dim(app),
-		        kind_short[c]);
+		        kind_short[cell_w - 2][c]);
 	y += 2;
 	h -= 2;
 	for (int tr = app->heat_top; tr < total && tr - app->heat_top < h; tr++) {
@@ -474,7 +480,7 @@ static void grid_init(const struct ui_app *app, struct grid *g)
 void view_heat_draw(struct ui_app *app, struct ui_rect r)
 {
 	static struct grid g;
-	int panel_w = GRID_KINDS * CELL_W + 2, grid_w, detail_w, body_h, detail_h = 0;
+	int panel_w, grid_w, detail_w, body_h, detail_h = 0;
 	struct smelt_stats_progress p;
 	char title[160];
 
@@ -489,6 +495,12 @@ void view_heat_draw(struct ui_app *app, struct ui_rect r)
 	smelt_stats_progress(app->stats, &p);
 	snprintf(title, sizeof(title), "%s%s  (m mode, s scale)", mode_names[app->heat_mode],
 	         p.state == SMELT_STATS_RUNNING ? "  computing" : "");
+	/* The widest cells that fit every model side by side with the legend. */
+	for (cell_w = 4; cell_w > 2; cell_w--)
+		if (LABEL_W + g.n_models * (GRID_KINDS * cell_w + 2) + 14 <= r.w - 2)
+			break;
+	panel_w = GRID_KINDS * CELL_W + 2;
+	app->grid_cell_w = cell_w;
 	grid_w = LABEL_W + g.n_models * panel_w + 14;
 	detail_w = r.w - grid_w - 2;
 	body_h = r.h - 2;
@@ -515,11 +527,25 @@ void view_heat_draw(struct ui_app *app, struct ui_rect r)
 	app->grid_y = r.y + 3;
 	app->grid_x = r.x + 2 + LABEL_W;
 	app->grid_panel_w = panel_w;
-	app->grid_n_panels = g.n_models;
-	for (int m = 0; m < g.n_models; m++)
-		draw_panel(app, &g, m, r.y + 1, r.x + 2 + (m ? LABEL_W + m * panel_w : 0), body_h,
-		           m == 0);
-	draw_legend(app, &g, r.y + 2, r.x + 2 + LABEL_W + g.n_models * panel_w, body_h);
+	{
+		/* Models that do not fit even with the narrowest cells are left
+		 * out (the cell pane still lists them). */
+		int shown = (r.w - 16 - LABEL_W) / panel_w;
+
+		if (shown > g.n_models)
+			shown = g.n_models;
+		if (shown < 1)
+			shown = 1;
+		app->grid_n_panels = shown;
+		for (int m = 0; m < shown; m++)
+			draw_panel(app, &g, m, r.y + 1, r.x + 2 + (m ? LABEL_W + m * panel_w : 0),
+			           body_h, m == 0);
+		draw_legend(app, &g, r.y + 2, r.x + 2 + LABEL_W + shown * panel_w, body_h);
+		if (shown < g.n_models)
+			ui_textf(r.y + r.h - 1, r.x + 24, r.w - 26, st_dim(app),
+			         " %d more model%s: widen the terminal ", g.n_models - shown,
+			         g.n_models - shown == 1 ? "" : "s");
+	}
 	if (detail_w >= 30)
 		draw_details(app, &g, r.y + 1, r.x + grid_w + 1, r.h - 2, detail_w);
 	else
@@ -582,7 +608,7 @@ bool view_heat_mouse(struct ui_app *app, int y, int x, int button)
 	rel = x - app->grid_x;
 	if (tr < 0 || rel < 0 || rel >= app->grid_n_panels * app->grid_panel_w)
 		return false;
-	col = (rel % app->grid_panel_w) / CELL_W;
+	col = (rel % app->grid_panel_w) / (app->grid_cell_w > 0 ? app->grid_cell_w : 4);
 	if (col >= GRID_KINDS)
 		return false;
 	for (int row = 0; row < g.n_rows; row++) {
