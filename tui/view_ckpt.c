@@ -331,6 +331,28 @@ static int model_repos(const struct ui_app *app, int *idx, int max)
 	return n;
 }
 
+/* A running download: what, how far, how fast, which file. */
+static void draw_download(struct ui_app *app, int y, int x, int w)
+{
+	struct smelt_hub_progress *p = &app->hub_prog;
+	uint64_t done = atomic_load(&p->bytes_done), total = atomic_load(&p->bytes_total);
+	char a[32], b[32], rate[32], file[256];
+	int phase = atomic_load(&p->phase);
+
+	fmt_bytes(done, a, sizeof(a));
+	fmt_bytes(total, b, sizeof(b));
+	fmt_bytes(atomic_load(&p->rate), rate, sizeof(rate));
+	smelt_hub_progress_current(p, file, sizeof(file));
+	ui_fill(y, x, 4, w, st_text(app));
+	ui_textf(y, x + 1, w - 2, st_color(app, app->theme.warn), "%s %s  (Esc stops)",
+	         phase == SMELT_HUB_RESOLVING ? "resolving" : "downloading", app->hub_repo);
+	ui_bar(y + 1, x + 1, w - 2, total ? (double)done / (double)total : 0,
+	       st_color(app, app->theme.bar_on), st_color(app, app->theme.bar_off));
+	ui_textf(y + 2, x + 1, w - 2, st_text(app), "%s / %s  %s/s  files %d/%d", a, b, rate,
+	         atomic_load(&p->files_done), atomic_load(&p->files_total));
+	ui_textf(y + 3, x + 1, w - 2, st_dim(app), "%s", file);
+}
+
 static void draw_cache(struct ui_app *app, int y, int x, int h, int w)
 {
 	bool focus = app->ckpt_pane == 1;
@@ -370,14 +392,8 @@ static void draw_cache(struct ui_app *app, int y, int x, int h, int w)
 		ui_textf(y + 2 + r, x + 2, w - 4, st, "%-*.*s %9s %s", w / 2, w / 2, repo->repo,
 		         size, refs);
 	}
-	if (app->hub_running) {
-		char done[32], total[32];
-
-		fmt_bytes(atomic_load(&app->hub_prog.bytes_done), done, sizeof(done));
-		fmt_bytes(atomic_load(&app->hub_prog.bytes_total), total, sizeof(total));
-		ui_textf(y + h - 1, x + 2, w - 4, st_color(app, app->theme.warn),
-		         " pulling %s: %s / %s ", app->hub_repo, done, total);
-	}
+	if (app->hub_running && h >= 7)
+		draw_download(app, y + h - 5, x + 1, w - 2);
 	app->pane_y[1] = y + 2;
 	app->pane_x[1] = x;
 	app->pane_h[1] = rows;
