@@ -144,7 +144,6 @@ struct ui_app {
 	int heat_mode; /* 0 magnitude, 1 direction, 2 WIDEN weight */
 	bool heat_log;
 	int heat_row, heat_col; /* cursor: grid row, kind column */
-	int heat_model;         /* which model the detail pane shows (-1 all) */
 	int heat_top;
 
 	/* settings view */
@@ -169,13 +168,12 @@ struct ui_app {
 	char run_result[UI_PATH_MAX + 256];
 	double run_seconds;
 	uint64_t run_bytes_written;
-	bool run_after_validate;         /* `r` pressed: start once validation passes */
-	struct smelt_recipe *run_recipe; /* parsed recipe the running plan borrows */
+	bool run_after_validate; /* `r` pressed: start once validation passes */
 
 	/* screen geometry of clickable things, set while drawing */
 	int tab_x[UI_VIEW_COUNT], tab_w[UI_VIEW_COUNT];
 	int pane_y[4], pane_x[4], pane_h[4], pane_w[4];
-	int grid_y, grid_x, grid_rows, grid_cell_w, grid_rows_per_line, grid_panel_w;
+	int grid_y, grid_x, grid_cell_w, grid_panel_w; /* heatmap geometry for clicks */
 	int grid_n_panels;
 };
 

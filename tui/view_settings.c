@@ -225,7 +225,8 @@ static void draw_preview(struct ui_app *app, int y, int x, int w)
 		        "preview: pick a base and models to see the WIDEN weights");
 		return;
 	}
-	used = (size_t)snprintf(line, sizeof(line), "preview mean ω:");
+	used =
+	    (size_t)snprintf(line, sizeof(line), "preview mean %s:", ui_term.utf8 ? "ω" : "omega");
 	for (int m = 0; m < n && used < sizeof(line); m++) {
 		double sum = 0;
 		int cnt = 0;
