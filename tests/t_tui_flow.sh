@@ -6,6 +6,7 @@
 # completion, quit with the terminal restored, reopen with the saved recipe.
 set -eu
 . "$(dirname "$0")/tui_lib.bash"
+tui_require_methods
 
 tmp=$(mktemp -d)
 trap 'tui_cleanup; rm -rf "$tmp"' EXIT

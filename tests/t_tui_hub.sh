@@ -5,6 +5,7 @@
 # get it.
 set -eu
 . "$(dirname "$0")/tui_lib.bash"
+tui_require_methods
 
 tmp=$(mktemp -d)
 trap 'tui_cleanup; rm -rf "$tmp"' EXIT

@@ -9,6 +9,7 @@ WORK=$(mktemp -d)
 . "$SMELT_SOURCE/tests/hub/lib.sh"
 # The tmux helpers (their ok/bad/check replace the Hub library's).
 . "$(dirname "$0")/tui_lib.bash"
+tui_require_methods
 trap 'tui_cleanup; stop_nginx; rm -rf "$WORK"' EXIT
 
 start_nginx

@@ -4,6 +4,7 @@
 # themes by name; a too-small terminal; bad options.
 set -eu
 . "$(dirname "$0")/tui_lib.bash"
+tui_require_methods
 
 tmp=$(mktemp -d)
 trap 'tui_cleanup; rm -rf "$tmp"' EXIT

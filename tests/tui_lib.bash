@@ -31,16 +31,23 @@ tui_keys() { tmx send-keys -t t "$@"; }
 
 # tui_wait TEXT [SECONDS]: wait until TEXT (fixed string) is on screen.
 tui_wait() {
-	local text=$1 limit=${2:-20} start now
+	local text=$1 limit=${2:-20} start now screen
 	start=$(date +%s%N)
 	while :; do
-		if tui_screen | grep -qF -- "$text"; then
+		screen=$(tui_screen)
+		if grep -qF -- "$text" <<<"$screen"; then
 			return 0
+		fi
+		# The program has ended: nothing more will appear.
+		if grep -q '^EXIT=' <<<"$screen"; then
+			echo "--- '$text' not shown before the program ended; screen:" >&2
+			echo "$screen" >&2
+			return 1
 		fi
 		now=$(date +%s%N)
 		if [ $(((now - start) / 1000000)) -gt $((limit * 1000)) ]; then
 			echo "--- timed out waiting for '$text'; screen:" >&2
-			tui_screen >&2
+			echo "$screen" >&2
 			return 1
 		fi
 		sleep "${TUI_POLL:-0.05}"
@@ -86,6 +93,16 @@ tui_cleanup() {
 tui_summary() {
 	echo "$TUI_PASS passed, $TUI_FAIL failed"
 	[ "$TUI_FAIL" -eq 0 ]
+}
+
+# tui_require_methods: stop early (instead of timing out check by check)
+# when the binary has no merge method linked in.
+tui_require_methods() {
+	if "$SMELT_BIN" methods 2>/dev/null | head -n 1 | grep -q '^0 merge methods'; then
+		echo "FAIL no merge method is registered in $SMELT_BIN; the workbench tests need them"
+		echo "0 passed, 1 failed"
+		exit 1
+	fi
 }
 
 # The family the tests merge: the tiny trained base / ft / pt checkpoints.
