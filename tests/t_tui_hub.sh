@@ -48,6 +48,12 @@ check "cached model opens" tui_wait "LlamaForCausalLM"
 check "snapshot path shown" tui_wait "models--smelt-test--tiny-pt"
 tui_keys / "smelt-test/not-there" Enter
 check "uncached name explains" tui_wait "is not in the cache: press P to download it"
+# Mouse: click the third cache entry (screen row 29 of 45), then Enter.
+tui_keys 1
+tui_keys -l $'\e[<0;10;29M'
+tui_keys -l $'\e[<0;10;29m'
+tui_keys Enter
+check "click selects a cache entry" tui_wait "smelt-test/tiny-pt is already picked"
 tui_keys 2
 check "heatmap from cached models" tui_wait "magnitude divergence"
 tui_keys 4

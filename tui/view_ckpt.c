@@ -185,12 +185,23 @@ static int free_model_slot(const struct ui_app *app)
 	return -1;
 }
 
+/* Two references to one model: equal, or equal but for a default "@main". */
+static bool same_ref(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+
+	if (la > lb)
+		return same_ref(b, a);
+	return strcmp(a, b) == 0 ||
+	       (lb == la + 5 && strncmp(a, b, la) == 0 && strcmp(b + la, "@main") == 0);
+}
+
 static void add_model(struct ui_app *app, const char *ref)
 {
 	int slot = free_model_slot(app);
 
 	for (int i = 0; i <= UI_MAX_MODELS; i++) {
-		if (app->slots[i].used && strcmp(app->slots[i].ref, ref) == 0) {
+		if (app->slots[i].used && same_ref(app->slots[i].ref, ref)) {
 			app_status(app, true, "%s is already picked", ref);
 			return;
 		}
@@ -204,11 +215,30 @@ static void add_model(struct ui_app *app, const char *ref)
 	app_models_changed(app);
 }
 
+/* Empty a slot; a model slot is closed up so "model N" stays meaningful,
+ * and per-model parameter values move with their models. */
+static void drop_slot(struct ui_app *app, int slot)
+{
+	struct ui_pval(*pm)[SMELT_MAX_PARAMS] = app->set.model;
+
+	ckpt_slot_set(app, slot, NULL);
+	if (slot == 0)
+		return;
+	for (int i = slot; i < UI_MAX_MODELS; i++) {
+		memcpy(pm[i - 1], pm[i], sizeof(pm[i]));
+		memset(pm[i], 0, sizeof(pm[i]));
+		if (!app->slots[i + 1].used)
+			continue;
+		app->slots[i] = app->slots[i + 1];
+		memset(&app->slots[i + 1], 0, sizeof(app->slots[i + 1]));
+	}
+}
+
 static void set_base(struct ui_app *app, const char *ref)
 {
-	for (int i = 1; i <= UI_MAX_MODELS; i++)
-		if (app->slots[i].used && strcmp(app->slots[i].ref, ref) == 0)
-			ckpt_slot_set(app, i, NULL);
+	for (int i = UI_MAX_MODELS; i >= 1; i--)
+		if (app->slots[i].used && same_ref(app->slots[i].ref, ref))
+			drop_slot(app, i);
 	ckpt_slot_set(app, 0, ref);
 	app_status(app, false, "base: %s", ref);
 	app_models_changed(app);
@@ -543,21 +573,7 @@ static void remove_slot(struct ui_app *app, int slot)
 {
 	if (!app->slots[slot].used)
 		return;
-	ckpt_slot_set(app, slot, NULL);
-	/* Keep the models contiguous so "model N" stays meaningful; their
-	 * per-model parameter values move with them. */
-	if (slot > 0) {
-		struct ui_pval(*pm)[SMELT_MAX_PARAMS] = app->set.model;
-
-		for (int i = slot; i < UI_MAX_MODELS; i++) {
-			memcpy(pm[i - 1], pm[i], sizeof(pm[i]));
-			memset(pm[i], 0, sizeof(pm[i]));
-			if (!app->slots[i + 1].used)
-				continue;
-			app->slots[i] = app->slots[i + 1];
-			memset(&app->slots[i + 1], 0, sizeof(app->slots[i + 1]));
-		}
-	}
+	drop_slot(app, slot);
 	app_models_changed(app);
 }
 
