@@ -690,10 +690,38 @@ static bool is_post_tensor(const struct smelt_ckpt *c, size_t idx)
 	       (idx > 0 && c->tensors[idx - 1].layer >= 0);
 }
 
+/* Every layer_range must lie inside its model. */
+static bool check_ranges(struct planner *pl)
+{
+	bool ok = true;
+
+	for (size_t s = 0; s < pl->r->n_slices; s++) {
+		const struct smelt_slice *sl = &pl->r->slices[s];
+
+		for (size_t k = 0; k < sl->n_sources; k++) {
+			const struct smelt_source *src = &sl->sources[k];
+			int model = ref_index(pl->p, src->model);
+			int layers = model >= 0 ? pl->p->models[model].num_layers : 0;
+
+			if (model < 0 || !src->has_range || src->layer_end <= layers)
+				continue;
+			smelt_diag_add(pl->diag, SMELT_DIAG_ERROR, src->path,
+				       "layer_range [%d, %d) goes past the %d layers of '%s' (ranges are "
+				       "end-exclusive)",
+				       src->layer_start, src->layer_end, layers, src->model);
+			ok = false;
+		}
+	}
+	return ok;
+}
+
 static void plan_layers(struct planner *pl)
 {
 	const struct smelt_ckpt *layout = &pl->p->models[pl->layout];
 	int offset = 0;
+
+	if (!check_ranges(pl))
+		return;
 
 	for (size_t s = 0; s < pl->r->n_slices; s++) {
 		const struct smelt_source *first = &pl->r->slices[s].sources[0];

@@ -1,19 +1,11 @@
 /* main.c: `smelt` dispatches to a subcommand, or opens the workbench. */
 #include <locale.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
-
-/* Weak while subcommands are being written: an absent one is not listed. */
-#pragma weak cmd_inspect
-#pragma weak cmd_demo
-#pragma weak cmd_merge
-#pragma weak cmd_diverge
-#pragma weak cmd_methods
-#pragma weak cmd_pull
-#pragma weak cmd_tui
 
 struct command {
 	const char *name;
@@ -46,8 +38,7 @@ static void usage(FILE *out)
 {
 	fprintf(out, "usage: smelt [COMMAND] [ARGS...]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (commands[i].run)
-			fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
+		fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
 	fprintf(out, "\nRun `smelt COMMAND --help` for a command's options.\n");
 }
 
@@ -55,19 +46,19 @@ int main(int argc, char **argv)
 {
 	/* UTF-8 for ncursesw; numbers stay in the C locale (cJSON, printf). */
 	setlocale(LC_CTYPE, "");
+	/* A file-size limit must surface as a write error naming the file, not
+	 * kill the process half-way through a merge. */
+	signal(SIGXFSZ, SIG_IGN);
 
 	if (argc < 2 || argv[1][0] == '-') {
 		if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
 			usage(stdout);
 			return 0;
 		}
-		if (cmd_tui)
-			return cmd_tui(argc, argv);
-		usage(stderr);
-		return 2;
+		return cmd_tui(argc, argv);
 	}
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (commands[i].run && strcmp(argv[1], commands[i].name) == 0)
+		if (strcmp(argv[1], commands[i].name) == 0)
 			return commands[i].run(argc - 1, argv + 1);
 	if (strcmp(argv[1], "help") == 0) {
 		usage(stdout);

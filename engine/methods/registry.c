@@ -31,9 +31,7 @@
 	X(arcee_fusion)                                                                            \
 	X(passthrough)
 
-/* Weak while methods are being written in parallel: a method whose file is
- * not in the build is simply absent from the table. */
-#define DECLARE(n) extern const struct smelt_method smelt_method_##n __attribute__((weak));
+#define DECLARE(n) extern const struct smelt_method smelt_method_##n;
 METHODS(DECLARE)
 #undef DECLARE
 
