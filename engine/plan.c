@@ -28,6 +28,7 @@
 #include "smelt/pool.h"
 
 #define MAX_DIAG_PER_KIND 50
+#define MAX_SOURCES 64
 
 struct planner {
 	const struct smelt_recipe *r;
@@ -37,6 +38,9 @@ struct planner {
 	int layout;                /* model index whose tensor names shape the output */
 	size_t cap;                /* capacity of p->tensors */
 	int mismatch_reports;
+	/* Missing required parameters are reported once per (parameter,
+	 * source) with a count of the tensors affected. */
+	int missing[SMELT_MAX_PARAMS][MAX_SOURCES + 1];
 };
 
 /* ---- model references ---- */
@@ -327,12 +331,22 @@ static bool resolve_params(struct planner *pl, struct smelt_plan_tensor *t, size
 				smelt_diag_add(pl->diag, SMELT_DIAG_ERROR, "", "%s", err.msg);
 				continue;
 			}
-			if (!found && d->required) {
+			if (!found && d->required &&
+			    pl->missing[k][source + 1 < MAX_SOURCES ? source + 1 : MAX_SOURCES]++) {
+				continue;
+			} else if (!found && d->required) {
 				if (d->scope == SMELT_SCOPE_GLOBAL)
 					smelt_diag_add(pl->diag, SMELT_DIAG_ERROR, "parameters",
 						       "%s: required parameter '%s' of %s is not set for "
 						       "tensor %s",
 						       d->name, d->name, m->name, t->name);
+				else if (source < 0)
+					smelt_diag_add(pl->diag, SMELT_DIAG_ERROR, "base_model",
+						       "required parameter '%s' of %s is not set for "
+						       "tensor %s of the base '%s' (%s merges the base "
+						       "like any model: give it a %s)",
+						       d->name, m->name, tname, r->base_model, m->name,
+						       d->name);
 				else
 					smelt_diag_add(pl->diag, SMELT_DIAG_ERROR,
 						       r->slices[slice].sources[source].path,
@@ -584,6 +598,17 @@ static bool method_uses_base(const struct smelt_method *m)
 	return m->base == SMELT_BASE_REQUIRED || m->base == SMELT_BASE_OPTIONAL;
 }
 
+/* Does slice sl list model index `model` among its sources? */
+static bool slice_lists(const struct smelt_slice *sl, const struct smelt_recipe *r, int model,
+			const struct smelt_plan *p)
+{
+	(void)r;
+	for (size_t k = 0; k < sl->n_sources; k++)
+		if (ref_index(p, sl->sources[k].model) == model)
+			return true;
+	return false;
+}
+
 /* Build the sources of one output tensor for slice s at in-slice layer i
  * (i < 0 for tensors outside the layers). names[] receives malloc'd input
  * names, freed by the caller. Returns the number of merged inputs. */
@@ -623,6 +648,19 @@ static int slice_sources(struct planner *pl, size_t s, int i, const char *layout
 		n++;
 		if (base_layer < 0)
 			base_layer = layer;
+	}
+	if (bi >= 0 && m->base == SMELT_BASE_AS_MODEL && !slice_lists(sl, pl->r, bi, pl->p)) {
+		/* mergekit adds an unlisted base_model as one more input of
+		 * methods that merge it like any model (linear, karcher). */
+		char *name = i < 0 ? strdup(layout_name) : rename_layer(layout_name, base_layer);
+
+		if (name) {
+			srcs[n].model = bi;
+			srcs[n].source = -1;
+			srcs[n].in_name = name;
+			names[n] = name;
+			n++;
+		}
 	}
 	if (!*has_base && bi >= 0 && method_uses_base(m)) {
 		/* A base that is not among the slice's sources feeds the same layer
@@ -766,6 +804,19 @@ static void plan_outside(struct planner *pl, bool post)
 
 /* ---- whole plan ---- */
 
+static void report_missing_counts(struct planner *pl)
+{
+	const struct smelt_method *m = pl->p->method;
+
+	for (int k = 0; k < m->n_params && k < SMELT_MAX_PARAMS; k++)
+		for (int s = 0; s <= MAX_SOURCES; s++)
+			if (pl->missing[k][s] > 1)
+				smelt_diag_add(pl->diag, SMELT_DIAG_ERROR, "",
+					       "(parameter '%s' is missing for %d more tensors of the "
+					       "same model)",
+					       m->params[k].name, pl->missing[k][s] - 1);
+}
+
 static void choose_dtype(struct planner *pl)
 {
 	const struct smelt_recipe *r = pl->r;
@@ -891,6 +942,7 @@ int smelt_plan_build(const struct smelt_recipe *r, const struct smelt_merge_opti
 	plan_outside(&pl, false);
 	plan_layers(&pl);
 	plan_outside(&pl, true);
+	report_missing_counts(&pl);
 	if (pl.mismatch_reports > MAX_DIAG_PER_KIND)
 		smelt_diag_add(diag, SMELT_DIAG_ERROR, "", "... and %d more tensor problems",
 			       pl.mismatch_reports - MAX_DIAG_PER_KIND);
