@@ -860,13 +860,11 @@ static void layout_shards(struct planner *pl)
 	p->bytes_read = p->bytes_written = 0;
 	for (size_t i = 0; i < p->n_tensors; i++) {
 		struct smelt_plan_tensor *t = &p->tensors[i];
-		uint64_t numel = 1, rows_cols = 1;
+		uint64_t numel = 1;
 
 		for (int d = 0; d < t->ndim; d++)
 			numel *= t->shape[d];
 		t->nbytes = numel * smelt_dtype_bits(t->out_dtype) / 8;
-		for (int d = 1; d < t->ndim; d++)
-			rows_cols *= t->shape[d];
 		t->read_bytes = 0;
 		for (int k = 0; k < t->n_inputs; k++)
 			t->read_bytes += t->inputs[k].t->st->end - t->inputs[k].t->st->begin;
