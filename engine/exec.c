@@ -7,6 +7,7 @@
  * statistics, whatever the model size.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -46,6 +47,7 @@ struct exec {
 	double scale;
 	uint64_t out_offset;       /* file offset of the tensor's first byte */
 	double *weights;           /* where the method reports mean weights, or NULL */
+	uint64_t last_writeback;   /* bytes_written when writeback was last started */
 	struct smelt_st_writer *writer;
 };
 
@@ -416,6 +418,21 @@ static void drop_input_pages(struct exec *ex, const struct smelt_plan_input *in)
 		madvise((void *)start, end - start, MADV_DONTNEED);
 }
 
+/* Start writing dirty output pages back every WRITEBACK_STEP bytes, without
+ * waiting, so the final fsync has little left to do and the page cache
+ * never fills with the output. */
+#define WRITEBACK_STEP (64ull << 20)
+
+static void start_writeback(struct exec *ex)
+{
+	uint64_t written = atomic_load(&ex->prog->bytes_written);
+
+	if (written - ex->last_writeback < WRITEBACK_STEP)
+		return;
+	ex->last_writeback = written;
+	sync_file_range(ex->writer->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
 static int run_tensor(struct exec *ex, size_t i, struct smelt_err *err)
 {
 	const struct smelt_plan_tensor *t = &ex->p->tensors[i];
@@ -441,6 +458,7 @@ static int run_tensor(struct exec *ex, size_t i, struct smelt_err *err)
 		drop_input_pages(ex, &t->inputs[k]);
 	if (t->has_base)
 		drop_input_pages(ex, &t->base);
+	start_writeback(ex);
 	atomic_fetch_add(&ex->prog->tensors_done, 1);
 	if (t->layer >= 0 && t->layer < SMELT_PROGRESS_MAX_LAYERS)
 		atomic_fetch_add(&ex->prog->layer_done[t->layer], 1);

@@ -48,20 +48,32 @@ static int ta_check(const struct smelt_tensor_job *job, struct smelt_err *err)
 	return smelt_geom_check_base(job, "task_arithmetic", err) ? SMELT_EINVAL : 0;
 }
 
+/* Tiles of TA_TILE elements: per model, acc += w_i * (x_i - b) in f32 as
+ * torch does ((deltas * weights).sum(0)), a loop the compiler vectorises;
+ * then y = b + lambda * acc / divisor. */
+#define TA_TILE 1024
+
 static void ta_merge(const struct smelt_tensor_job *job, const struct smelt_block *b, float *out)
 {
 	size_t n = (size_t)(b->nrows * job->cols);
-	double scale = smelt_pg(job, P_LAMBDA) / divisor(job);
+	float scale = (float)(smelt_pg(job, P_LAMBDA) / divisor(job));
+	float acc[TA_TILE];
 
-	for (size_t e = 0; e < n; e++) {
-		double s = 0;
+	for (size_t t0 = 0; t0 < n; t0 += TA_TILE) {
+		size_t len = n - t0 < TA_TILE ? n - t0 : TA_TILE;
+		const float *base = b->base + t0;
 
+		for (size_t e = 0; e < len; e++)
+			acc[e] = 0.0f;
 		for (int i = 0; i < job->n_models; i++) {
-			float d = b->x[i][e] - b->base[e];
+			const float *x = b->x[i] + t0;
+			float w = (float)weight_of(job, i);
 
-			s += weight_of(job, i) * (double)d;
+			for (size_t e = 0; e < len; e++)
+				acc[e] += w * (x[e] - base[e]);
 		}
-		out[e] = (float)((double)b->base[e] + (float)(s * scale));
+		for (size_t e = 0; e < len; e++)
+			out[t0 + e] = base[e] + acc[e] * scale;
 	}
 }
 
