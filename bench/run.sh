@@ -16,6 +16,6 @@ family=${FAMILY:-/tmp/smelt-bench-family}
 echo "## merge (bench/merge_bench.sh)"; bash "$here/merge_bench.sh" "$family"
 echo; echo "## every method (bench/methods_bench.sh)"; bash "$here/methods_bench.sh" "$family"
 echo; echo "## read (bench/read_bench.sh)"; bash "$here/read_bench.sh" "$family"
-echo; echo "## diverge (bench/diverge_bench.sh)"; bash "$here/diverge_bench.sh"
+echo; echo "## diverge (bench/diverge_bench.sh)"; bash "$here/diverge_bench.sh" "$SMELT_BIN"
 echo; echo "## hub (bench/hub_bench.sh)"; bash "$here/hub_bench.sh"
 echo; echo "## workbench latency (bench/tui_latency.sh)"; bash "$here/tui_latency.sh"
