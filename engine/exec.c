@@ -174,21 +174,19 @@ static int exec_store(void *ctx, int worker, const struct smelt_block *b, float 
 
 /* ---- the copy "method": one input, optionally scaled ---- */
 
-struct copy_state {
-	double scale;
-};
-
+/* The scale travels as the job's one global parameter: smelt_job_execute()
+ * owns job->state (it clears it before setup), so it cannot carry it. */
 static void copy_merge(const struct smelt_tensor_job *job, const struct smelt_block *b, float *out)
 {
-	const struct copy_state *cs = job->state;
+	double scale = job->pg[0];
 	size_t n = (size_t)(b->nrows * job->cols);
 
-	if (cs->scale == 1.0) {
+	if (scale == 1.0) {
 		memcpy(out, b->x[0], n * sizeof(float));
 		return;
 	}
 	for (size_t i = 0; i < n; i++)
-		out[i] = (float)(b->x[0][i] * cs->scale);
+		out[i] = (float)(b->x[0][i] * scale);
 }
 
 static const struct smelt_method copy_method = {
@@ -247,7 +245,6 @@ static int copy_rows(struct exec *ex, const struct smelt_plan_input *in, uint64_
 		     uint64_t rows, double scale, struct smelt_err *err)
 {
 	struct smelt_tensor_job job;
-	struct copy_state cs = {.scale = scale};
 	uint64_t key = 0;
 	float *no_mean = NULL;
 
@@ -257,7 +254,8 @@ static int copy_rows(struct exec *ex, const struct smelt_plan_input *in, uint64_
 	ex->row_offset = row0;
 	ex->mean_rows = &no_mean;
 	fill_job(ex, &job, rows - row0, 1, false, &key);
-	job.state = &cs;
+	job.n_params = 1;
+	job.pg = &scale;
 	return run_job(ex, &copy_method, &job, err);
 }
 
