@@ -218,16 +218,43 @@ static bool dir_is_empty(const char *path)
 	return empty;
 }
 
-int smelt_merge_check_output(const struct smelt_plan *p, const char *out_dir, bool force,
+/* OUT without trailing slashes: "out/" must name the folder's sibling
+ * OUT.partial-* and its parent, not a path inside it. */
+static int normalize_out(const char *out_dir, char *buf, size_t n, struct smelt_err *err)
+{
+	size_t len = strlen(out_dir);
+
+	while (len > 1 && out_dir[len - 1] == '/')
+		len--;
+	if (len == 0 || len >= n)
+		return smelt_fail(err, SMELT_EINVAL, "'%s': not a usable output folder name", out_dir);
+	memcpy(buf, out_dir, len);
+	buf[len] = '\0';
+	return 0;
+}
+
+static void human_size(uint64_t bytes, char *buf, size_t n)
+{
+	if (bytes >= 1000000000ull)
+		snprintf(buf, n, "%.2f GB", (double)bytes / 1e9);
+	else if (bytes >= 1000000ull)
+		snprintf(buf, n, "%.2f MB", (double)bytes / 1e6);
+	else
+		snprintf(buf, n, "%.1f kB", (double)bytes / 1e3);
+}
+
+int smelt_merge_check_output(const struct smelt_plan *p, const char *out_arg, bool force,
 			     struct smelt_err *err)
 {
-	char *copy = strdup(out_dir);
+	char out_dir[4096], *copy;
 	const char *parent;
 	struct stat st;
 	struct statvfs vfs;
 	int rc = 0;
 
-	if (!copy)
+	if ((rc = normalize_out(out_arg, out_dir, sizeof(out_dir), err)) != 0)
+		return rc;
+	if (!(copy = strdup(out_dir)))
 		return smelt_fail(err, SMELT_ENOMEM, "out of memory");
 	parent = dirname(copy);
 	if (stat(out_dir, &st) == 0) {
@@ -248,11 +275,15 @@ int smelt_merge_check_output(const struct smelt_plan *p, const char *out_dir, bo
 		uint64_t avail = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
 		uint64_t need = p->bytes_written + (1u << 20);
 
-		if (avail < need)
+		if (avail < need) {
+			char a[32], b[32];
+
+			human_size(need, a, sizeof(a));
+			human_size(avail, b, sizeof(b));
 			rc = smelt_fail(err, SMELT_EIO,
-					"%s: not enough disk space: the merge writes %.2f GB, %.2f GB "
-					"free in %s",
-					out_dir, (double)need / 1e9, (double)avail / 1e9, parent);
+					"%s: not enough disk space: the merge writes %s, %s free in %s",
+					out_dir, a, b, parent);
+		}
 	}
 	free(copy);
 	return rc;
@@ -268,7 +299,13 @@ static int make_partial(const char *out_dir, char *partial, size_t n, struct sme
 				  strerror(errno));
 	snprintf(marker, sizeof(marker), "%s/.smelt-partial", partial);
 	snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-	return smelt_write_text_file(marker, pid, strlen(pid), err);
+	if (smelt_write_text_file(marker, pid, strlen(pid), err) != 0) {
+		/* Without its marker no later run would recognise the folder:
+		 * take it away now. */
+		rmdir(partial);
+		return err->code;
+	}
+	return 0;
 }
 
 static int fsync_dir(const char *path)
@@ -339,12 +376,13 @@ static void init_progress(const struct smelt_plan *p, struct smelt_progress *pro
 	atomic_store(&prog->start_ns, smelt_now_ns());
 }
 
-int smelt_merge_run(struct smelt_plan *p, const char *out_dir, const struct smelt_merge_options *o,
+int smelt_merge_run(struct smelt_plan *p, const char *out_arg, const struct smelt_merge_options *o,
 		    struct smelt_progress *prog, struct smelt_err *err)
 {
 	struct smelt_progress local;
 	struct out_shards *shards = NULL;
-	char partial[4096] = "";
+	char partial[4096] = "", out_dir[4096] = "";
+	const char *name;
 	int rc;
 
 	if (!prog) {
@@ -355,6 +393,8 @@ int smelt_merge_run(struct smelt_plan *p, const char *out_dir, const struct smel
 		p->threads = o->threads;
 	atomic_store(&prog->phase, SMELT_PHASE_PLANNING);
 	init_progress(p, prog);
+	if ((rc = normalize_out(out_arg, out_dir, sizeof(out_dir), err)) != 0)
+		goto fail;
 	remove_stale_partials(out_dir);
 	if ((rc = smelt_merge_check_output(p, out_dir, o && o->force, err)) != 0)
 		goto fail;
@@ -391,9 +431,12 @@ fail:
 		smelt_rm_rf(partial);
 	atomic_store(&prog->end_ns, smelt_now_ns());
 	atomic_store(&prog->phase, rc == SMELT_ECANCELED ? SMELT_PHASE_CANCELED : SMELT_PHASE_FAILED);
+	name = out_dir[0] ? out_dir : out_arg;
 	if (rc == SMELT_ECANCELED)
-		smelt_fail(err, SMELT_ECANCELED, "%s: merge cancelled; nothing was written", out_dir);
+		smelt_fail(err, SMELT_ECANCELED, "%s: merge cancelled; nothing was written", name);
+	else if (partial[0])
+		smelt_err_prefix(err, "merge into %s failed (partial output removed)", name);
 	else
-		smelt_err_prefix(err, "merge into %s failed (partial output removed)", out_dir);
+		smelt_err_prefix(err, "merge into %s failed", name);
 	return rc;
 }
