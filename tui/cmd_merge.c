@@ -125,6 +125,7 @@ static int run_merge(struct smelt_plan *plan, const char *out, const struct smel
 {
 	struct run *r = calloc(1, sizeof(*r));
 	struct sigaction sa = {0};
+	sigset_t stop_signals, old_mask;
 	bool tty = isatty(STDERR_FILENO);
 	uint64_t last_line = 0;
 	pthread_t tid;
@@ -139,11 +140,22 @@ static int run_merge(struct smelt_plan *plan, const char *out, const struct smel
 	r->opts = *o;
 	smelt_progress_init(&r->prog);
 	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESTART;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
-	if (pthread_create(&tid, NULL, run_main, r) != 0) {
+	/* Only this thread takes the stop signals: the merge thread and its
+	 * workers inherit them blocked, so no file operation of theirs is ever
+	 * interrupted (posix_fallocate, for one, would fail with EINTR). */
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
+	rc = pthread_create(&tid, NULL, run_main, r);
+	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+	if (rc != 0) {
 		cli_error("cannot start the merge thread");
 		free(r);
 		return 1;
