@@ -508,7 +508,7 @@ static void drop_msg(struct ui_msg *m)
 
 int app_run(struct ui_app *app)
 {
-	struct pollfd fds[2];
+	struct pollfd fds[3];
 	struct ui_msg m;
 	int ch;
 
@@ -528,7 +528,13 @@ int app_run(struct ui_app *app)
 		fds[0].events = POLLIN;
 		fds[1].fd = app->queue.fd;
 		fds[1].events = POLLIN;
-		if (poll(fds, 2, timeout) == 0 || busy)
+		fds[2].fd = ui_term_resize_fd();
+		fds[2].events = POLLIN;
+		if (poll(fds, 3, timeout) == 0 || busy)
+			app->dirty = true;
+		/* Whatever curses' own SIGWINCH bookkeeping saw, end up at the
+		 * terminal's real size. */
+		if (ui_term_sync_size())
 			app->dirty = true;
 		while (ui_queue_take(&app->queue, &m))
 			handle_msg(app, &m);

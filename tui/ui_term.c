@@ -1,9 +1,14 @@
 /* ui_term.c: curses setup, colour tiers, pairs and drawing primitives. */
+#include <errno.h>
+#include <fcntl.h>
 #include <langinfo.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include <curses.h>
 
@@ -11,6 +16,88 @@
 
 struct ui_term ui_term;
 static bool term_is_open;
+
+/* SIGWINCH self-pipe. curses' own handler only sets a flag that getch()
+ * looks at; a resize arriving after the last getch() and before poll(), or
+ * delivered to a worker thread, would leave poll() asleep with the old size
+ * on screen. The handler below also writes a byte the event loop polls, and
+ * then chains to curses' handler. */
+static int winch_pipe[2] = {-1, -1};
+static struct sigaction winch_prev;
+static bool winch_installed;
+
+static void on_winch(int sig, siginfo_t *info, void *ctx)
+{
+	int saved = errno;
+	char b = 1;
+
+	if (winch_pipe[1] >= 0 && write(winch_pipe[1], &b, 1) < 0) {
+		/* Full pipe: a wakeup is already pending. */
+	}
+	if (winch_prev.sa_flags & SA_SIGINFO) {
+		if (winch_prev.sa_sigaction)
+			winch_prev.sa_sigaction(sig, info, ctx);
+	} else if (winch_prev.sa_handler != SIG_DFL && winch_prev.sa_handler != SIG_IGN) {
+		winch_prev.sa_handler(sig);
+	}
+	errno = saved;
+}
+
+static void winch_install(void)
+{
+	struct sigaction sa;
+
+	if (pipe(winch_pipe)) {
+		winch_pipe[0] = winch_pipe[1] = -1;
+		return;
+	}
+	for (int i = 0; i < 2; i++) {
+		fcntl(winch_pipe[i], F_SETFL, fcntl(winch_pipe[i], F_GETFL) | O_NONBLOCK);
+		fcntl(winch_pipe[i], F_SETFD, FD_CLOEXEC);
+	}
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_sigaction = on_winch;
+	/* Keep curses' choice about restarting interrupted calls. */
+	if (sigaction(SIGWINCH, NULL, &winch_prev))
+		return;
+	sa.sa_flags = SA_SIGINFO | (winch_prev.sa_flags & SA_RESTART);
+	winch_installed = sigaction(SIGWINCH, &sa, NULL) == 0;
+}
+
+static void winch_remove(void)
+{
+	if (winch_installed)
+		sigaction(SIGWINCH, &winch_prev, NULL);
+	winch_installed = false;
+	for (int i = 0; i < 2; i++) {
+		if (winch_pipe[i] >= 0)
+			close(winch_pipe[i]);
+		winch_pipe[i] = -1;
+	}
+}
+
+int ui_term_resize_fd(void)
+{
+	return winch_pipe[0];
+}
+
+bool ui_term_sync_size(void)
+{
+	struct winsize ws;
+	char buf[64];
+
+	if (winch_pipe[0] >= 0)
+		while (read(winch_pipe[0], buf, sizeof(buf)) > 0)
+			;
+	if (!term_is_open || ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) || ws.ws_row == 0 ||
+	    ws.ws_col == 0)
+		return false;
+	if (ws.ws_row == LINES && ws.ws_col == COLS)
+		return false;
+	resizeterm(ws.ws_row, ws.ws_col);
+	return true;
+}
 
 /* The xterm default palette, for mapping RGB onto 8/16 colours. */
 static const uint32_t ansi16[16] = {
@@ -73,6 +160,10 @@ int ui_term_open(bool force_mono)
 	ui_term.mouse =
 	    mousemask(BUTTON1_PRESSED | BUTTON1_RELEASED | BUTTON4_PRESSED | BUTTON5_PRESSED,
 	              NULL) != 0;
+	/* After initscr, which installs curses' handler that on_winch chains
+	 * to; then catch a resize that came while curses was starting. */
+	winch_install();
+	ui_term_sync_size();
 	return 0;
 }
 
@@ -81,6 +172,7 @@ void ui_term_close(void)
 	if (!term_is_open)
 		return;
 	term_is_open = false;
+	winch_remove();
 	mousemask(0, NULL);
 	curs_set(1);
 	endwin();

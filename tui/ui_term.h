@@ -41,6 +41,14 @@ int ui_term_open(bool force_mono);
 /* Restore the terminal (endwin); safe to call twice. */
 void ui_term_close(void);
 
+/* A descriptor that becomes readable when the terminal was resized (a
+ * SIGWINCH arrived on any thread, at any moment); -1 when closed. Poll it
+ * with the keyboard so a resize can never be lost between getch and poll. */
+int ui_term_resize_fd(void);
+/* Drain the resize descriptor and bring curses to the terminal's current
+ * size (TIOCGWINSZ, resizeterm). Returns true when LINES/COLS changed. */
+bool ui_term_sync_size(void);
+
 const char *ui_tier_name(enum ui_tier t);
 
 /* Curses colour number for an RGB value in the current tier (-1 default). */
