@@ -64,7 +64,8 @@ if [ -n "$row" ] && [ -n "$header" ]; then
 	for _ in $(seq 1 $((row - header - 1))); do tui_keys j; done
 	tui_keys + + + + + + + + + +
 	changed=0
-	for _ in $(seq 1 100); do
+	deadline=$(($(date +%s) + 30 * TUI_SCALE))
+	while [ "$(date +%s)" -le $deadline ]; do
 		after=$(tui_screen | grep -o 'preview mean.*' | head -n 1)
 		if [ "$after" != "$before" ] && ! grep -q 're-scoring' <<<"$after"; then
 			changed=1

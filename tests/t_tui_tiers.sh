@@ -52,7 +52,8 @@ tui_start 120 40 "env TERM=xterm-256color LANG=C LC_ALL=C '$SMELT_BIN' tui $args
 check "ASCII: heatmap" tui_wait "magnitude divergence"
 tui_wait_gone "computing" 60 >/dev/null || true
 check "ASCII: box drawn with +-" tui_wait "+-"
-check "ASCII: no line-drawing glyphs" bash -c "! tmux -L '$TUI_SOCK' -f /dev/null capture-pane -p -t t | grep -q '│'"
+no_line_glyphs() { ! tui_screen | grep -q '│'; }
+check "ASCII: no line-drawing glyphs" no_line_glyphs
 tui_keys q
 check "ASCII: clean exit" tui_wait "EXIT=0"
 
@@ -74,9 +75,9 @@ check "unknown theme exit status 2" tui_wait "EXIT=2"
 # Too small, then resized to fit.
 tui_start 60 14 "env TERM=xterm-256color '$SMELT_BIN' tui $args"
 check "too-small terminal says so" tui_wait "terminal too small"
-tmx resize-window -t t -x 120 -y 40
+tui_resize 120 40
 check "resize redraws the view" tui_wait "magnitude divergence"
-tmx resize-window -t t -x 80 -y 24
+tui_resize 80 24
 check "80x24 narrows the heatmap cells" tui_wait "ga up dn nm   q  k"
 tui_keys q
 check "exit after resize" tui_wait "EXIT=0"

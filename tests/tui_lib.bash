@@ -1,14 +1,46 @@
 # tui_lib.bash: helpers for the tmux-driven workbench tests (sourced by
 # tests/t_tui_*.sh and bench/tui_latency.sh). Each test runs the real
-# program in its own tmux server, sends keys and polls capture-pane for the
-# expected text with a timeout instead of sleeping fixed times.
+# program in its own tmux server (a socket in a private temporary folder,
+# so tests running in parallel never share a server), sends keys and polls
+# capture-pane for the expected text with a deadline instead of sleeping
+# fixed times. tui_cleanup (call it from the test's EXIT trap) stops the
+# server and everything the panes started.
 
-TUI_SOCK="smelt-tui-$$-0"
+TUI_DIR=$(mktemp -d "${TMPDIR:-/tmp}/smelt-tui.XXXXXX")
+TUI_SOCK="$TUI_DIR/s0"
 TUI_RUNS=0
 TUI_PASS=0
 TUI_FAIL=0
+TUI_PGID=
 
-tmx() { tmux -L "$TUI_SOCK" -f /dev/null "$@"; }
+# Deadlines are for a loaded 2-core machine; a sanitizer build runs the
+# program several times slower, so every deadline stretches by TUI_SCALE.
+if [ -z "${TUI_SCALE:-}" ]; then
+	TUI_SCALE=1
+	if [ -n "${SMELT_BUILD:-}" ] &&
+		grep -q '^SMELT_SANITIZE:BOOL=ON' "$SMELT_BUILD/CMakeCache.txt" 2>/dev/null; then
+		TUI_SCALE=3
+	fi
+fi
+
+tmx() { tmux -S "$TUI_SOCK" -f /dev/null "$@"; }
+
+# tui_stop: end the current server and make sure the program it ran is
+# gone too (a pane's processes share one process group).
+tui_stop() {
+	local i
+	tmx kill-server 2>/dev/null || true
+	if [ -n "$TUI_PGID" ]; then
+		for i in $(seq 1 100); do
+			kill -0 -- "-$TUI_PGID" 2>/dev/null || break
+			[ "$i" -eq 50 ] && kill -TERM -- "-$TUI_PGID" 2>/dev/null
+			sleep 0.05
+		done
+		kill -KILL -- "-$TUI_PGID" 2>/dev/null || true
+	fi
+	TUI_PGID=
+	rm -f "$TUI_SOCK"
+}
 
 # tui_start WIDTH HEIGHT CMD...: run CMD (a shell command line) in a new
 # session; the shell prints EXIT=<status> and the tty mode when it ends so
@@ -17,13 +49,18 @@ tui_start() {
 	local w=$1 h=$2
 	shift 2
 	# A fresh tmux server per run: reusing one that is shutting down races.
-	tmx kill-server 2>/dev/null || true
+	tui_stop
 	TUI_RUNS=$((TUI_RUNS + 1))
-	TUI_SOCK="smelt-tui-$$-$TUI_RUNS"
+	TUI_SOCK="$TUI_DIR/s$TUI_RUNS"
 	tmx new-session -d -x "$w" -y "$h" -s t \
-		"stty sane; $*; echo EXIT=\$?; stty -a | tr ' ;' '\n\n' | grep -E '^-?(icanon|echo)\$' | tr '\n' ' '; echo; sleep 600"
+		"stty sane; $*; echo EXIT=\$?; stty -a | tr ' ;' '\n\n' | grep -E '^-?(icanon|echo)\$' | tr '\n' ' '; echo; exec sleep 600"
 	tmx set-option -t t status off >/dev/null
+	TUI_PGID=$(tmx display-message -p -t t '#{pane_pid}' 2>/dev/null || true)
 }
+
+# tui_resize WIDTH HEIGHT: resize the window (and so the pane) as a user
+# resizing the terminal would.
+tui_resize() { tmx resize-window -t t -x "$1" -y "$2"; }
 
 tui_screen() { tmx capture-pane -p -t t 2>/dev/null; }
 
@@ -31,7 +68,7 @@ tui_keys() { tmx send-keys -t t "$@"; }
 
 # tui_wait TEXT [SECONDS]: wait until TEXT (fixed string) is on screen.
 tui_wait() {
-	local text=$1 limit=${2:-20} start now screen
+	local text=$1 limit=$((${2:-20} * TUI_SCALE)) start now screen
 	start=$(date +%s%N)
 	while :; do
 		screen=$(tui_screen)
@@ -56,7 +93,7 @@ tui_wait() {
 
 # tui_wait_gone TEXT [SECONDS]: wait until TEXT is no longer on screen.
 tui_wait_gone() {
-	local text=$1 limit=${2:-20} start now
+	local text=$1 limit=$((${2:-20} * TUI_SCALE)) start now
 	start=$(date +%s%N)
 	while tui_screen | grep -qF -- "$text"; do
 		now=$(date +%s%N)
@@ -87,7 +124,8 @@ check() {
 }
 
 tui_cleanup() {
-	tmx kill-server 2>/dev/null || true
+	tui_stop
+	rm -rf "$TUI_DIR"
 }
 
 tui_summary() {
