@@ -36,7 +36,7 @@ int sp_cut_init(struct sp_cut *c, uint64_t cut, uint64_t n, size_t n_blocks)
 		return 0;
 	}
 	c->kind = SP_CUT_SELECT;
-	c->tie_before = calloc(n_blocks ? n_blocks : 1, sizeof(*c->tie_before));
+	c->tie_before = calloc(n_blocks + 1, sizeof(*c->tie_before));
 	return c->tie_before ? 0 : SMELT_ENOMEM;
 }
 
@@ -85,6 +85,7 @@ void sp_cut_ties_done(struct sp_cut *c, size_t n_blocks)
 		c->tie_before[i] = sum;
 		sum += t;
 	}
+	c->tie_before[n_blocks] = sum;
 }
 
 /* ---- small helpers ---- */
@@ -201,7 +202,7 @@ static int slots_init(struct sp_slots *s, size_t bytes)
 		atomic_init(&s->busy[k], 0);
 		s->buf[k] = NULL;
 	}
-	s->buf[0] = malloc(bytes);
+	s->buf[0] = calloc(1, bytes);
 	return s->buf[0] ? 0 : SMELT_ENOMEM;
 }
 
@@ -214,7 +215,7 @@ static int slot_get(struct sp_slots *s)
 			if (!atomic_compare_exchange_strong(&s->busy[k], &expect, 1))
 				continue;
 			if (!s->buf[k])
-				s->buf[k] = malloc(s->bytes);
+				s->buf[k] = calloc(1, s->bytes);
 			if (s->buf[k])
 				return k;
 			atomic_store(&s->busy[k], 0);
@@ -237,7 +238,6 @@ static void slots_free(struct sp_slots *s)
 /* ---- generalized task arithmetic ---- */
 
 #define SP_MAX_MODELS 128
-#define HIST_STRIDE   2048 /* widest level of sp_radix3 */
 
 struct gta_model {
 	float w;
@@ -247,6 +247,9 @@ struct gta_model {
 	struct sp_cut hi;  /* magnitude: top k; outliers: top n - n_bot */
 	struct sp_cut top; /* outliers: the n_top dropped at the top */
 	float scale;       /* L1 rescale factor, 1 when off */
+	bool hi_ties;      /* hi keeps only part of its threshold-equal keys */
+	bool top_ties;     /* the same for top */
+	double l1_all;     /* rescale: L1 norm of the untrimmed delta */
 };
 
 struct gta_state {
@@ -255,13 +258,16 @@ struct gta_state {
 	struct gta_model *m;
 	float lambda;
 	bool normalize, rescale;
-	int hist_passes; /* radix levels run as passes */
-	int sum_pass;    /* pass summing |d| (ties counted there too), -1 none */
+	int sum_pass;    /* random trims: pass summing |d|, -1 none */
 	bool have_slots;
 	struct sp_slots slots;
+	bool have_hist;
+	struct sp_slots hist; /* selection histograms, one set per concurrent block */
 };
 
-static const struct sp_radix *const radix = &sp_radix3;
+/* Words of one model's histograms in a slot: the high-bit level, or the
+ * low-bit level of both cuts. */
+#define HSLOT_WORDS (1u << 16)
 
 static double pm(const struct smelt_tensor_job *job, int i, int p, double def)
 {
@@ -378,12 +384,14 @@ int sp_gta_setup(const struct sp_gta_cfg *cfg, struct smelt_tensor_job *job, str
 		}
 	}
 	if (any_select) {
-		s->hist_passes = radix->n_levels;
-		s->sum_pass = radix->n_levels;
-		for (int p = 0; p < radix->n_levels; p++)
-			job->acc_bytes[p] = (size_t)n * 2 * HIST_STRIDE * sizeof(double);
-		job->acc_bytes[s->sum_pass] = (size_t)n * 3 * sizeof(double);
-		job->n_passes = s->sum_pass + 1;
+		for (int p = 0; p < 3; p++)
+			job->acc_bytes[p] = (size_t)n * 3 * sizeof(double);
+		job->n_passes = 3;
+		if (slots_init(&s->hist, (size_t)n * HSLOT_WORDS * sizeof(uint64_t)) != 0) {
+			slots_free(&s->hist);
+			goto nomem;
+		}
+		s->have_hist = true;
 	} else if (any_random && s->rescale) {
 		s->sum_pass = 0;
 		job->acc_bytes[0] = (size_t)n * 3 * sizeof(double);
@@ -422,91 +430,295 @@ void sp_gta_release(struct smelt_tensor_job *job)
 	}
 	if (s->have_slots)
 		slots_free(&s->slots);
+	if (s->have_hist)
+		slots_free(&s->hist);
 	free(s->m);
 	free(s);
 	job->state = NULL;
 }
 
-/* Histogram one model's block for cut c's current level. Four interleaved
- * u32 sub-histograms break the dependency between neighbours that land in
- * the same bucket; they are folded into the chunk's doubles at the end. */
-static void hist_block(const struct sp_cut *c, const float *x, const float *base, size_t len,
-                       double *hist)
+static float rescale_factor(double before, double after)
 {
-	uint32_t h[4][HIST_STRIDE];
-	int l = c->level, shift = radix->shift[l], top = shift + radix->width[l];
-	uint32_t mask = (1u << radix->width[l]) - 1;
-	size_t j = 0;
-
-	memset(h, 0, sizeof(h));
-	if (top >= 31) {
-		for (; j + 4 <= len; j += 4)
-			for (int u = 0; u < 4; u++)
-				h[u][(sp_key(x[j + u] - base[j + u]) >> shift) & mask]++;
-		for (; j < len; j++)
-			h[0][(sp_key(x[j] - base[j]) >> shift) & mask]++;
-	} else {
-		for (; j < len; j++) {
-			uint32_t key = sp_key(x[j] - base[j]);
-
-			if ((key >> top) == c->prefix)
-				h[j & 3][(key >> shift) & mask]++;
-		}
-	}
-	for (uint32_t k = 0; k <= mask; k++)
-		hist[k] += (double)h[0][k] + (double)h[1][k] + (double)h[2][k] + (double)h[3][k];
+	/* mergekit: skip when either L1 norm is below 1e-7; the ratio is an
+	 * f32 division of f32 sums. */
+	if (before < 1e-7 || after < 1e-7)
+		return 1.0f;
+	return (float)before / (float)after;
 }
 
-/* Tie pass for one model's block: L1 sums (all, above each threshold) and
- * the number of threshold-equal keys per cut. */
-static void sums_block(struct gta_model *m, const float *x, const float *base, size_t len,
-                       size_t block, double *sum)
-{
-	double all = 0, above_hi = 0, above_top = 0;
-	uint64_t ties_hi = 0, ties_top = 0;
-	bool sel_hi = m->hi.kind == SP_CUT_SELECT, sel_top = m->top.kind == SP_CUT_SELECT;
-	bool all_hi = m->hi.kind == SP_CUT_ALL, all_top = m->top.kind == SP_CUT_ALL;
-	uint32_t key_hi = sel_hi ? m->hi.key : 0, key_top = sel_top ? m->top.key : 0;
+/* ---- magnitude / outlier selection passes ----
+ *
+ * Two radix levels over the 31-bit key: the high 16 bits (pass 0, one
+ * histogram per model shared by both cuts), then the low 15 bits inside
+ * each cut's chosen bucket (pass 1). Counts are uint64 and integer sums do
+ * not depend on grouping, so instead of one histogram per chunk (16 copies
+ * to clear and fold) each block borrows a histogram slot, one per
+ * concurrently running block, and finish() folds the few slots used. The
+ * chunk accumulators hold only the three L1 doubles per model of rescale.
+ * Pass 2 counts threshold-equal keys per block, and only runs when some cut
+ * keeps part of its threshold-equal elements. */
 
+#define L1_BITS 16
+#define L2_BITS 15
+#define L1_N    (1u << L1_BITS)
+#define L2_N    (1u << L2_BITS)
+#define TILE    256 /* elements per vector tile */
+
+static double *sel_sums(const struct gta_state *s, void *acc, int i)
+{
+	(void)s;
+	return (double *)acc + (size_t)i * 3;
+}
+
+/* Keys of d = x - base for one tile (vectorised). */
+static inline void tile_keys(const float *x, const float *base, size_t len, uint32_t *key)
+{
 	for (size_t j = 0; j < len; j++) {
 		float d = x[j] - base[j];
-		uint32_t key = sp_key(d);
-		double a = fabs((double)d);
+		uint32_t u;
 
-		all += a;
-		/* branch-free: about half the keys pass a density-0.5 threshold */
-		above_hi += (all_hi | (sel_hi & (key > key_hi))) ? a : 0.0;
-		above_top += (all_top | (sel_top & (key > key_top))) ? a : 0.0;
-		ties_hi += sel_hi && key == key_hi;
-		ties_top += sel_top && key == key_top;
+		memcpy(&u, &d, sizeof(u));
+		key[j] = u & 0x7fffffffu;
 	}
-	sum[0] += all;
-	sum[1] += above_hi;
-	sum[2] += above_top;
-	sp_cut_set_ties(&m->hi, block, ties_hi);
-	sp_cut_set_ties(&m->top, block, ties_top);
+}
+
+static double l1_sum(const float *x, const float *base, size_t len)
+{
+	double a = 0;
+
+	for (size_t j = 0; j < len; j++)
+		a += fabs((double)(x[j] - base[j]));
+	return a;
+}
+
+/* Pass 0: high-16-bit histogram of one model's block. */
+static void level1_block(const float *x, const float *base, size_t len, uint64_t *h)
+{
+	uint32_t key[TILE];
+
+	for (size_t o = 0; o < len; o += TILE) {
+		size_t t = len - o < TILE ? len - o : TILE;
+
+		tile_keys(x + o, base + o, t, key);
+		for (size_t j = 0; j < t; j++)
+			h[key[j] >> L2_BITS]++;
+	}
+}
+
+/* Pass 1: low-15-bit histogram inside the chosen bucket of each pending cut,
+ * and for rescale the L1 sum of the buckets above it. */
+static void level2_block(const struct gta_model *m, const float *x, const float *base, size_t len,
+                         uint64_t *h, double *sum, bool rescale)
+{
+	const struct sp_cut *cut[2] = {&m->hi, &m->top};
+	uint32_t key[TILE], low[TILE];
+
+	for (size_t o = 0; o < len; o += TILE) {
+		size_t t = len - o < TILE ? len - o : TILE;
+
+		tile_keys(x + o, base + o, t, key);
+		for (int c = 0; c < 2; c++) {
+			uint32_t p = cut[c]->prefix;
+			uint64_t *hc = h + (size_t)c * L2_N;
+			double above = 0;
+
+			if (cut[c]->kind != SP_CUT_SELECT)
+				continue;
+			size_t nm = 0;
+
+			/* compact the low bits of the keys inside the bucket
+			 * (branch-free), then count only those */
+			for (size_t j = 0; j < t; j++) {
+				low[nm] = key[j] & (L2_N - 1);
+				nm += (key[j] >> L2_BITS) == p;
+			}
+			for (size_t j = 0; j < nm; j++)
+				hc[low[j]]++;
+			if (!rescale)
+				continue;
+			for (size_t j = 0; j < t; j++)
+				above += (key[j] >> L2_BITS) > p ? fabs((double)(x[o + j] - base[o + j]))
+				                                 : 0.0;
+			sum[1 + c] += above;
+		}
+	}
+}
+
+/* Pass 2: threshold-equal keys of one block, for the cuts that need them. */
+static void ties_block(struct gta_model *m, const float *x, const float *base, size_t len,
+                       size_t block)
+{
+	struct sp_cut *cut[2] = {&m->hi, &m->top};
+	bool want[2] = {m->hi_ties, m->top_ties};
+	uint32_t key[TILE];
+	uint64_t cnt[2] = {0, 0};
+
+	for (size_t o = 0; o < len; o += TILE) {
+		size_t t = len - o < TILE ? len - o : TILE;
+
+		tile_keys(x + o, base + o, t, key);
+		for (int c = 0; c < 2; c++) {
+			uint32_t k = cut[c]->key, n = 0;
+
+			if (!want[c])
+				continue;
+			for (size_t j = 0; j < t; j++)
+				n += key[j] == k;
+			cnt[c] += n;
+		}
+	}
+	for (int c = 0; c < 2; c++)
+		if (want[c])
+			cut[c]->tie_before[block] = cnt[c];
 }
 
 static void stats_select(struct gta_state *s, const struct smelt_tensor_job *job, int pass,
-                         const struct smelt_block *b, double *acc)
+                         const struct smelt_block *b, void *acc)
 {
 	size_t len = (size_t)(b->nrows * job->cols);
+	int slot = pass < 2 ? slot_get(&s->hist) : -1;
+	uint64_t *hist = slot >= 0 ? s->hist.buf[slot] : NULL;
 
 	for (int i = 0; i < s->n; i++) {
 		struct gta_model *m = &s->m[i];
-		double *hh = acc + ((size_t)i * 2) * HIST_STRIDE;
+		bool sel = m->hi.kind == SP_CUT_SELECT || m->top.kind == SP_CUT_SELECT;
+		uint64_t *h = hist ? hist + (size_t)i * HSLOT_WORDS : NULL;
 
-		if (m->untouched || m->zeroed)
+		if (m->untouched)
 			continue;
-		if (pass >= s->hist_passes) {
-			sums_block(m, b->x[i], b->base, len, b->index, acc + (size_t)i * 3);
-			continue;
+		if (pass == 0) {
+			if (s->rescale)
+				sel_sums(s, acc, i)[0] += l1_sum(b->x[i], b->base, len);
+			if (sel)
+				level1_block(b->x[i], b->base, len, h);
+		} else if (pass == 1 && sel) {
+			level2_block(m, b->x[i], b->base, len, h, sel_sums(s, acc, i), s->rescale);
+		} else if (pass == 2 && (m->hi_ties || m->top_ties)) {
+			ties_block(m, b->x[i], b->base, len, b->index);
 		}
-		if (sp_cut_pending(&m->hi, radix))
-			hist_block(&m->hi, b->x[i], b->base, len, hh);
-		if (sp_cut_pending(&m->top, radix))
-			hist_block(&m->top, b->x[i], b->base, len, hh + HIST_STRIDE);
 	}
+	if (slot >= 0)
+		slot_put(&s->hist, slot);
+}
+
+/* Fold every histogram slot into slot 0 and clear the others. */
+static uint64_t *hist_fold(struct gta_state *s)
+{
+	size_t words = s->hist.bytes / sizeof(uint64_t);
+	uint64_t *dst = s->hist.buf[0];
+
+	for (int k = 1; k < SP_SLOTS; k++) {
+		uint64_t *src = s->hist.buf[k];
+
+		if (!src)
+			continue;
+		for (size_t w = 0; w < words; w++)
+			dst[w] += src[w];
+		memset(src, 0, s->hist.bytes);
+	}
+	return dst;
+}
+
+/* Level 1 from the shared high-bit histogram: the bucket holding the
+ * cut-th largest key becomes the prefix. */
+static void level1_done(struct sp_cut *c, const uint64_t *h)
+{
+	uint64_t cum = 0;
+	uint32_t b = 0;
+
+	if (c->kind != SP_CUT_SELECT)
+		return;
+	for (uint32_t k = L1_N; k-- > 0;) {
+		if (cum + h[k] >= c->cut) {
+			b = k;
+			break;
+		}
+		cum += h[k];
+	}
+	c->above = cum;
+	c->prefix = b;
+	c->level = 1;
+}
+
+/* Level 2: the threshold key and how many of its equal elements are kept.
+ * Returns the L1 sum of the kept elements inside the bucket. Sets *ties
+ * when only part of the threshold-equal elements are kept (then a pass
+ * counting them per block is needed). */
+static double level2_done(struct sp_cut *c, const uint64_t *h, bool *ties)
+{
+	uint64_t cum = c->above;
+	double kept = 0;
+	uint32_t t = 0;
+
+	*ties = false;
+	if (c->kind != SP_CUT_SELECT)
+		return 0;
+	for (uint32_t k = L2_N; k-- > 0;) {
+		double v = (double)sp_key_value((c->prefix << L2_BITS) | k);
+
+		if (cum + h[k] >= c->cut) {
+			t = k;
+			break;
+		}
+		cum += h[k];
+		kept += (double)h[k] * v;
+	}
+	c->key = (c->prefix << L2_BITS) | t;
+	c->need = c->cut - cum;
+	c->level = 2;
+	*ties = c->need < h[t];
+	return kept + (double)c->need * (double)sp_key_value(c->key);
+}
+
+/* L1 sum of a cut's kept elements given all and the in-bucket part. */
+static double cut_kept(const struct sp_cut *c, double all, double above_bucket, double in_bucket)
+{
+	if (c->kind == SP_CUT_ALL)
+		return all;
+	if (c->kind == SP_CUT_NONE)
+		return 0;
+	return above_bucket + in_bucket;
+}
+
+static int finish_select(struct smelt_tensor_job *job, struct gta_state *s, int pass, void *acc)
+{
+	uint64_t *hist = pass < 2 ? hist_fold(s) : NULL;
+	bool any_ties = false;
+
+	for (int i = 0; i < s->n; i++) {
+		struct gta_model *m = &s->m[i];
+		uint64_t *h = hist ? hist + (size_t)i * HSLOT_WORDS : NULL;
+
+		if (m->untouched)
+			continue;
+		if (pass == 0) {
+			level1_done(&m->hi, h);
+			level1_done(&m->top, h);
+			m->l1_all = sel_sums(s, acc, i)[0];
+		} else if (pass == 1) {
+			const double *sum = sel_sums(s, acc, i);
+			double in_hi = level2_done(&m->hi, h, &m->hi_ties);
+			double in_top = level2_done(&m->top, h + L2_N, &m->top_ties);
+
+			any_ties |= m->hi_ties || m->top_ties;
+			if (s->rescale)
+				m->scale = rescale_factor(
+				    m->l1_all, cut_kept(&m->hi, m->l1_all, sum[1], in_hi) -
+				                   cut_kept(&m->top, m->l1_all, sum[2], in_top));
+		} else {
+			if (m->hi_ties)
+				sp_cut_ties_done(&m->hi, job->n_blocks);
+			if (m->top_ties)
+				sp_cut_ties_done(&m->top, job->n_blocks);
+		}
+	}
+	if (hist)
+		memset(hist, 0, s->hist.bytes);
+	/* No cut keeps part of its threshold-equal elements: the tie pass has
+	 * nothing to count, so skip reading the inputs once more. */
+	if (pass == 1 && !any_ties)
+		job->n_passes = 2;
+	return 0;
 }
 
 /* Keep decisions of one DELLA row for model i into keep[0..cols). */
@@ -579,49 +791,21 @@ void sp_gta_stats(struct smelt_tensor_job *job, int pass, const struct smelt_blo
 		stats_random(s, job, b, acc);
 }
 
-static float rescale_factor(double before, double after)
-{
-	/* mergekit: skip when either L1 norm is below 1e-7; the ratio is an
-	 * f32 division of f32 sums. */
-	if (before < 1e-7 || after < 1e-7)
-		return 1.0f;
-	return (float)before / (float)after;
-}
-
 int sp_gta_finish(struct smelt_tensor_job *job, int pass, const void *acc, struct smelt_err *err)
 {
 	struct gta_state *s = job->state;
 	const double *a = acc;
 
 	(void)err;
+	if (s->cfg->trim == SP_TRIM_MAGNITUDE || s->cfg->trim == SP_TRIM_OUTLIERS)
+		return finish_select(job, s, pass, (void *)acc);
 	for (int i = 0; i < s->n; i++) {
 		struct gta_model *m = &s->m[i];
 
-		if (m->untouched || m->zeroed)
+		if (m->untouched || m->zeroed || pass != s->sum_pass)
 			continue;
-		if (pass < s->hist_passes) {
-			const double *hh = a + ((size_t)i * 2) * HIST_STRIDE;
-
-			if (sp_cut_pending(&m->hi, radix))
-				sp_cut_level_done(&m->hi, radix, hh);
-			if (sp_cut_pending(&m->top, radix))
-				sp_cut_level_done(&m->top, radix, hh + HIST_STRIDE);
-			continue;
-		}
-		if (pass != s->sum_pass)
-			continue;
-		const double *sum = a + (size_t)i * 3;
-		double kept;
-
-		if (s->hist_passes) {
-			sp_cut_ties_done(&m->hi, job->n_blocks);
-			sp_cut_ties_done(&m->top, job->n_blocks);
-			kept = sp_cut_kept_sum(&m->hi, sum[1]) - sp_cut_kept_sum(&m->top, sum[2]);
-		} else {
-			kept = sum[1];
-		}
 		if (s->rescale)
-			m->scale = rescale_factor(sum[0], kept);
+			m->scale = rescale_factor(a[(size_t)i * 3], a[(size_t)i * 3 + 1]);
 	}
 	return 0;
 }
@@ -661,33 +845,171 @@ static inline float combine_element(const struct gta_state *s, const float *e)
 	return mixed * s->lambda;
 }
 
+/* How one cut decides membership inside one block: keys above gt are
+ * kept; in a "walk" block part of the threshold-equal keys are kept, the
+ * earliest ones, and a scalar walk counts them. */
+struct cut_view {
+	int32_t gt;     /* keep key > gt (gt = -1 keeps all, INT32_MAX none) */
+	bool walk;      /* threshold-equal keys straddle the cut in this block */
+	uint32_t key;   /* walk: the threshold key */
+	uint64_t rank;  /* walk: threshold-equal elements before this point */
+	uint64_t need;  /* walk: threshold-equal elements kept in the tensor */
+};
+
+static void cut_view_init(struct cut_view *v, const struct sp_cut *c, bool ties, size_t block)
+{
+	memset(v, 0, sizeof(*v));
+	if (c->kind == SP_CUT_NONE) {
+		v->gt = INT32_MAX;
+		return;
+	}
+	if (c->kind == SP_CUT_ALL) {
+		v->gt = -1;
+		return;
+	}
+	v->gt = (int32_t)c->key - 1; /* every threshold-equal key kept */
+	if (!ties)
+		return;
+	if (c->tie_before[block] >= c->need) {
+		v->gt = (int32_t)c->key; /* none of this block's */
+	} else if (c->tie_before[block + 1] > c->need) {
+		v->walk = true;
+		v->key = c->key;
+		v->rank = c->tie_before[block];
+		v->need = c->need;
+	}
+}
+
+static inline bool cut_view_take(struct cut_view *v, uint32_t key)
+{
+	if (v->walk && key == v->key)
+		return v->rank++ < v->need;
+	return (int32_t)key > v->gt;
+}
+
+/* e[j] = weight * scale * (kept ? d : 0) for one model over one tile. */
+static void model_tile(const struct gta_model *m, struct cut_view *hi, struct cut_view *top,
+                       const float *x, const float *base, size_t len, float *e)
+{
+	float scale = m->scale, w = m->w;
+
+	if (hi->walk || top->walk) {
+		for (size_t j = 0; j < len; j++) {
+			float d = x[j] - base[j];
+			uint32_t key = sp_key(d);
+			bool in_hi = cut_view_take(hi, key);
+			bool in_top = cut_view_take(top, key);
+
+			e[j] = (((in_hi & !in_top) ? d : 0.0f) * scale) * w;
+		}
+		return;
+	}
+	int32_t ghi = hi->gt, gtop = top->gt;
+
+	for (size_t j = 0; j < len; j++) {
+		float d = x[j] - base[j];
+		uint32_t u;
+		int32_t key;
+
+		memcpy(&u, &d, sizeof(u));
+		key = (int32_t)(u & 0x7fffffffu);
+		e[j] = ((((key > ghi) & !(key > gtop)) ? d : 0.0f) * scale) * w;
+	}
+}
+
+/* Sign election and disjoint mean (or the plain sum) of one tile, in the
+ * same f32 operation order as a per-element loop over the models. */
+static void combine_tile(const struct gta_state *s, float (*e)[TILE], const float *base,
+                         size_t len, float *out)
+{
+	float mixed[TILE], div[TILE];
+	float lambda = s->lambda;
+
+	for (size_t j = 0; j < len; j++)
+		mixed[j] = div[j] = 0.0f;
+	if (s->cfg->consensus) {
+		float vote[TILE];
+
+		for (size_t j = 0; j < len; j++)
+			vote[j] = 0.0f;
+		for (int i = 0; i < s->n; i++)
+			for (size_t j = 0; j < len; j++)
+				vote[j] += e[i][j];
+		/* sum rule, a zero sum elects '+'; zeros never agree. Adding
+		 * +0 for a disagreeing model leaves a sum that started at +0
+		 * unchanged, so this matches adding only the agreeing ones. */
+		for (int i = 0; i < s->n; i++) {
+			float w = s->m[i].w;
+
+			uint32_t wb;
+
+			memcpy(&wb, &w, sizeof(wb));
+			for (size_t j = 0; j < len; j++) {
+				/* agreement as a bit mask over v and w (a select
+				 * of floats does not vectorise here) */
+				float v = e[i][j], mv, mw;
+				uint32_t vb, plus, agree, mb;
+
+				memcpy(&vb, &v, sizeof(vb));
+				plus = -(uint32_t)(vote[j] >= 0.0f);
+				agree = (plus & -(uint32_t)(v > 0.0f)) | (~plus & -(uint32_t)(v < 0.0f));
+				vb &= agree;
+				mb = wb & agree;
+				memcpy(&mv, &vb, sizeof(mv));
+				memcpy(&mw, &mb, sizeof(mw));
+				mixed[j] += mv;
+				div[j] += mw;
+			}
+		}
+		for (size_t j = 0; j < len; j++)
+			if (div[j] == 0.0f)
+				div[j] = 1.0f;
+	} else {
+		float dsum = 0.0f;
+
+		for (int i = 0; i < s->n; i++) {
+			for (size_t j = 0; j < len; j++)
+				mixed[j] += e[i][j];
+			dsum += s->m[i].w;
+		}
+		if (fabsf(dsum) < 1e-8f)
+			dsum = 1.0f;
+		for (size_t j = 0; j < len; j++)
+			div[j] = dsum;
+	}
+	if (s->normalize)
+		for (size_t j = 0; j < len; j++)
+			mixed[j] /= div[j];
+	for (size_t j = 0; j < len; j++)
+		out[j] = base[j] + mixed[j] * lambda;
+}
+
 static void merge_select(const struct gta_state *s, const struct smelt_tensor_job *job,
                          const struct smelt_block *b, float *out)
 {
 	size_t len = (size_t)(b->nrows * job->cols);
-	struct sp_walk wh[SP_MAX_MODELS], wt[SP_MAX_MODELS];
-	float e[SP_MAX_MODELS];
+	struct cut_view hi[SP_MAX_MODELS], top[SP_MAX_MODELS];
+	float e[SP_MAX_MODELS][TILE];
 
 	for (int i = 0; i < s->n; i++) {
-		sp_walk_init(&wh[i], &s->m[i].hi, b->index);
-		sp_walk_init(&wt[i], &s->m[i].top, b->index);
-	}
-	for (size_t j = 0; j < len; j++) {
-		for (int i = 0; i < s->n; i++) {
-			const struct gta_model *m = &s->m[i];
-			float d = b->x[i][j] - b->base[j];
-			bool keep = true;
+		const struct gta_model *m = &s->m[i];
 
-			if (!m->untouched) {
-				uint32_t key = sp_key(d);
-				bool in_hi = sp_cut_take(&m->hi, &wh[i], key);
-				bool in_top = sp_cut_take(&m->top, &wt[i], key);
-
-				keep = in_hi & !in_top;
-			}
-			e[i] = ((keep ? d : 0.0f) * m->scale) * m->w;
+		if (m->untouched) {
+			memset(&hi[i], 0, sizeof(hi[i]));
+			hi[i].gt = -1;
+			top[i] = hi[i];
+			top[i].gt = INT32_MAX;
+			continue;
 		}
-		out[j] = b->base[j] + combine_element(s, e);
+		cut_view_init(&hi[i], &m->hi, m->hi_ties, b->index);
+		cut_view_init(&top[i], &m->top, m->top_ties, b->index);
+	}
+	for (size_t o = 0; o < len; o += TILE) {
+		size_t t = len - o < TILE ? len - o : TILE;
+
+		for (int i = 0; i < s->n; i++)
+			model_tile(&s->m[i], &hi[i], &top[i], b->x[i] + o, b->base + o, t, e[i]);
+		combine_tile(s, e, b->base + o, t, out + o);
 	}
 }
 
