@@ -1,8 +1,8 @@
 /*
  * out_files.c: the files a merged model folder holds besides its weights:
  * config.json (the layout model's, with layer count and dtype updated),
- * the tokenizer donor's tokenizer and generation files, smelt-recipe.json
- * and the README.md model card.
+ * the tokenizer donor's tokenizer and generation files (with the recipe's
+ * chat_template written in), smelt-recipe.json and the README.md model card.
  */
 #define _XOPEN_SOURCE 700
 #include <cjson/cJSON.h>
@@ -168,13 +168,220 @@ static const char *const tokenizer_files[] = {
 	"video_preprocessor_config.json",
 };
 
+/* ---- chat template ---- */
+
+/*
+ * The built-in templates a recipe can name (`chat_template: chatml`), written
+ * for smelt from the published prompt formats. Each renders `messages`
+ * (role/content pairs) and, with add_generation_prompt, opens the assistant
+ * turn, as transformers' apply_chat_template expects.
+ */
+static const struct {
+	const char *name;
+	const char *text;
+} builtin_templates[] = {
+	{"alpaca",
+	 "{{ bos_token }}{% for message in messages %}"
+	 "{% if message['role'] == 'system' %}{{ message['content'] + '\\n\\n' }}"
+	 "{% elif message['role'] == 'user' %}{{ '### Instruction:\\n' + message['content'] + '\\n\\n' }}"
+	 "{% elif message['role'] == 'assistant' %}{{ '### Response:\\n' + message['content'] + eos_token + '\\n\\n' }}"
+	 "{% endif %}{% endfor %}"
+	 "{% if add_generation_prompt %}{{ '### Response:\\n' }}{% endif %}"},
+	{"chatml",
+	 "{% for message in messages %}"
+	 "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+	 "{% endfor %}"
+	 "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"},
+	{"llama3",
+	 "{{ bos_token }}{% for message in messages %}"
+	 "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}"
+	 "{% endfor %}"
+	 "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}"},
+	{"mistral",
+	 "{{ bos_token }}{% set system = namespace(text='') %}"
+	 "{% for message in messages %}"
+	 "{% if message['role'] == 'system' %}{% set system.text = message['content'] + '\\n\\n' %}"
+	 "{% elif message['role'] == 'user' %}{{ '[INST] ' + system.text + message['content'] + ' [/INST]' }}"
+	 "{% set system.text = '' %}"
+	 "{% elif message['role'] == 'assistant' %}{{ ' ' + message['content'] + eos_token }}"
+	 "{% endif %}{% endfor %}"},
+	{"exaone",
+	 "{% for message in messages %}"
+	 "{% if message['role'] == 'system' %}{{ '[|system|]' + message['content'] + '[|endofturn|]\\n' }}"
+	 "{% elif message['role'] == 'user' %}{{ '[|user|]' + message['content'] + '\\n' }}"
+	 "{% elif message['role'] == 'assistant' %}{{ '[|assistant|]' + message['content'] + '[|endofturn|]\\n' }}"
+	 "{% endif %}{% endfor %}"
+	 "{% if add_generation_prompt %}{{ '[|assistant|]' }}{% endif %}"},
+};
+
+/* A copy of s without leading and trailing white space (Python's str.strip). */
+static char *strip_dup(const char *s)
+{
+	size_t len;
+	char *out;
+
+	while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r' || *s == '\f' || *s == '\v')
+		s++;
+	len = strlen(s);
+	while (len && strchr(" \t\n\r\f\v", s[len - 1]))
+		len--;
+	out = malloc(len + 1);
+	if (out) {
+		memcpy(out, s, len);
+		out[len] = '\0';
+	}
+	return out;
+}
+
+/*
+ * The chat template a model folder declares, stripped, or NULL if none (or
+ * unreadable): chat_template.jinja wins over tokenizer_config.json, as in
+ * transformers; a list of named templates gives its "default" entry.
+ */
+static char *model_chat_template(const char *dir)
+{
+	char path[4096];
+	size_t len = 0;
+	char *text, *out = NULL;
+	cJSON *root, *t;
+
+	snprintf(path, sizeof(path), "%s/chat_template.jinja", dir);
+	if ((text = read_small_file(path, &len))) {
+		out = strip_dup(text);
+		free(text);
+		return out;
+	}
+	snprintf(path, sizeof(path), "%s/tokenizer_config.json", dir);
+	if (!(text = read_small_file(path, &len)))
+		return NULL;
+	root = cJSON_ParseWithLength(text, len);
+	free(text);
+	t = cJSON_GetObjectItemCaseSensitive(root, "chat_template");
+	if (cJSON_IsArray(t)) {
+		cJSON *item;
+
+		cJSON_ArrayForEach(item, t) {
+			cJSON *name = cJSON_GetObjectItemCaseSensitive(item, "name");
+
+			if (cJSON_IsString(name) && strcmp(name->valuestring, "default") == 0) {
+				t = cJSON_GetObjectItemCaseSensitive(item, "template");
+				break;
+			}
+		}
+	}
+	if (cJSON_IsString(t) && t->valuestring[0])
+		out = strip_dup(t->valuestring);
+	cJSON_Delete(root);
+	return out;
+}
+
+/*
+ * `chat_template: auto`: the template most input models declare (base
+ * included), the first seen winning a tie, like mergekit's Counter; NULL if
+ * no model declares one (the donor's files stay as they are).
+ */
+static char *auto_chat_template(const struct smelt_plan *p)
+{
+	char **seen = calloc(p->n_models ? p->n_models : 1, sizeof(*seen));
+	size_t best = 0, best_count = 0;
+	char *out = NULL;
+
+	if (!seen)
+		return NULL;
+	for (size_t i = 0; i < p->n_models; i++)
+		seen[i] = model_chat_template(p->models[i].path);
+	for (size_t i = 0; i < p->n_models; i++) {
+		size_t count = 0;
+
+		if (!seen[i])
+			continue;
+		for (size_t j = 0; j < p->n_models; j++)
+			count += seen[j] && strcmp(seen[i], seen[j]) == 0;
+		if (count > best_count) {
+			best_count = count;
+			best = i;
+		}
+	}
+	if (best_count) {
+		out = seen[best];
+		seen[best] = NULL;
+	}
+	for (size_t i = 0; i < p->n_models; i++)
+		free(seen[i]);
+	free(seen);
+	return out;
+}
+
+/* The template the recipe asks for, or NULL for none (keep the donor's). */
+static int resolve_chat_template(const struct smelt_plan *p, char **out, struct smelt_err *err)
+{
+	const char *want = p->recipe ? p->recipe->chat_template : NULL;
+
+	*out = NULL;
+	if (!want || !*want)
+		return 0;
+	if (strcmp(want, "auto") == 0) {
+		*out = auto_chat_template(p);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(builtin_templates) / sizeof(builtin_templates[0]); i++)
+		if (strcmp(want, builtin_templates[i].name) == 0)
+			want = builtin_templates[i].text;
+	if (!(*out = strdup(want)))
+		return smelt_fail(err, SMELT_ENOMEM, "out of memory");
+	return 0;
+}
+
+/*
+ * Put the template into the copied tokenizer_config.json ("chat_template")
+ * and, when the donor keeps its template in chat_template.jinja (which
+ * transformers prefers), into that file too. A donor without a
+ * tokenizer_config.json gets nothing, as in mergekit (no tokenizer to save).
+ */
+static int write_chat_template(const char *dir, const char *tmpl, struct smelt_err *err)
+{
+	char path[4096];
+	size_t len = 0;
+	char *text, *printed = NULL;
+	cJSON *root;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/tokenizer_config.json", dir);
+	if (!(text = read_small_file(path, &len)))
+		return 0;
+	root = cJSON_ParseWithLength(text, len);
+	free(text);
+	if (!cJSON_IsObject(root)) {
+		cJSON_Delete(root);
+		return smelt_fail(err, SMELT_EFORMAT,
+				  "tokenizer_config.json of the tokenizer donor: not a JSON object, "
+				  "cannot set chat_template");
+	}
+	cJSON_DeleteItemFromObjectCaseSensitive(root, "chat_template");
+	if (!cJSON_AddStringToObject(root, "chat_template", tmpl) ||
+	    !(printed = cJSON_Print(root))) {
+		cJSON_Delete(root);
+		return smelt_fail(err, SMELT_ENOMEM, "out of memory writing the chat template");
+	}
+	cJSON_Delete(root);
+	rc = smelt_write_text_file(path, printed, strlen(printed), err);
+	cJSON_free(printed);
+	if (rc)
+		return rc;
+	snprintf(path, sizeof(path), "%s/chat_template.jinja", dir);
+	if (access(path, F_OK) == 0)
+		rc = smelt_write_text_file(path, tmpl, strlen(tmpl), err);
+	return rc;
+}
+
 int smelt_copy_tokenizer(const struct smelt_plan *p, const char *dir, struct smelt_err *err)
 {
 	const struct smelt_ckpt *donor = &p->models[p->tokenizer_donor];
+	char *tmpl = NULL;
+	int rc;
 
 	for (size_t i = 0; i < sizeof(tokenizer_files) / sizeof(tokenizer_files[0]); i++) {
 		char src[4096], dst[4096];
-		int rc;
 
 		snprintf(src, sizeof(src), "%s/%s", donor->path, tokenizer_files[i]);
 		if (access(src, R_OK) != 0)
@@ -183,7 +390,11 @@ int smelt_copy_tokenizer(const struct smelt_plan *p, const char *dir, struct sme
 		if ((rc = smelt_copy_file(src, dst, err)) != 0)
 			return rc;
 	}
-	return 0;
+	if ((rc = resolve_chat_template(p, &tmpl, err)) != 0 || !tmpl)
+		return rc;
+	rc = write_chat_template(dir, tmpl, err);
+	free(tmpl);
+	return rc;
 }
 
 /* ---- smelt-recipe.json ---- */
