@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -243,6 +244,26 @@ static void human_size(uint64_t bytes, char *buf, size_t n)
 		snprintf(buf, n, "%.1f kB", (double)bytes / 1e3);
 }
 
+/* The model of the plan that OUT is or holds, or -1. Replacing such an OUT
+ * (--force) would delete an input of the merge. */
+static int input_inside(const struct smelt_plan *p, const char *out_dir)
+{
+	char out_real[PATH_MAX], in_real[PATH_MAX];
+	size_t n;
+
+	if (!p || !realpath(out_dir, out_real))
+		return -1;
+	n = strlen(out_real);
+	for (size_t i = 0; i < p->n_models; i++) {
+		if (!p->models[i].path || !realpath(p->models[i].path, in_real))
+			continue;
+		if (strncmp(in_real, out_real, n) == 0 &&
+		    (in_real[n] == '\0' || in_real[n] == '/' || n == 1))
+			return (int)i;
+	}
+	return -1;
+}
+
 int smelt_merge_check_output(const struct smelt_plan *p, const char *out_arg, bool force,
 			     struct smelt_err *err)
 {
@@ -258,8 +279,15 @@ int smelt_merge_check_output(const struct smelt_plan *p, const char *out_arg, bo
 		return smelt_fail(err, SMELT_ENOMEM, "out of memory");
 	parent = dirname(copy);
 	if (stat(out_dir, &st) == 0) {
+		int in = S_ISDIR(st.st_mode) ? input_inside(p, out_dir) : -1;
+
 		if (!S_ISDIR(st.st_mode))
 			rc = smelt_fail(err, SMELT_EEXIST, "%s: exists and is not a folder", out_dir);
+		else if (in >= 0)
+			rc = smelt_fail(err, SMELT_EEXIST,
+					"%s: holds the recipe's model '%s'; the merge cannot replace "
+					"its own input (choose another output folder)",
+					out_dir, p->model_refs[in]);
 		else if (!force && !dir_is_empty(out_dir))
 			rc = smelt_fail(err, SMELT_EEXIST,
 					"%s: folder exists and is not empty (use --force to replace it)",
@@ -281,7 +309,7 @@ int smelt_merge_check_output(const struct smelt_plan *p, const char *out_arg, bo
 			human_size(need, a, sizeof(a));
 			human_size(avail, b, sizeof(b));
 			rc = smelt_fail(err, SMELT_EIO,
-					"%s: not enough disk space: the merge writes %s, %s free in %s",
+					"%s: not enough disk space: the merge needs %s, %s free in %s",
 					out_dir, a, b, parent);
 		}
 	}

@@ -226,6 +226,18 @@ check "-o OUT/ leaves nothing inside OUT but the model" test -z "$(compgen -G "$
 check "-o OUT// --force replaces OUT" test -s "$tmp/slash/model.safetensors" -a ! -e "$tmp/slash.old-"*
 rm -rf "$tmp/slash" "$tmp/empty" "$O"
 
+# --force never replaces a folder that is or holds one of the inputs.
+cp -r "$F" "$tmp/famcopy"
+sed "s#$F/#$tmp/famcopy/#g" "$tmp/task_arithmetic.json" > "$tmp/ta-copy.json"
+for target in "$tmp/famcopy/chat" "$tmp/famcopy"; do
+	rc=0
+	"$S" merge "$tmp/ta-copy.json" -o "$target" --force --quiet 2> "$tmp/err" || rc=$?
+	check "--force onto an input folder ($(basename "$target")) refused (exit $rc)" test "$rc" -eq 1
+	check "refusal says OUT holds a model of the recipe" has "$tmp/err" "holds the recipe's model"
+done
+check "the inputs are intact" cmp -s "$tmp/famcopy/chat/model.safetensors" "$C/model.safetensors"
+rm -rf "$tmp/famcopy"
+
 # ---- 4. --dry-run ----
 rc=0
 "$S" merge "$tmp/ties.json" -o "$tmp/dry" --dry-run > "$tmp/plan" 2> "$tmp/err" || rc=$?
