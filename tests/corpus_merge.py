@@ -11,7 +11,8 @@ replaced only where it stands as a whole YAML scalar, so `//home/x` and `/home/x
 stay distinct), runs `smelt merge --offline`, and checks by mergekit_status:
 
   ok                       exit 0, output layers = output_layer_count (slices) or
-                           layer_count_guess, every tensor finite
+                           layer_count_guess, every tensor finite, a built-in
+                           chat_template written into tokenizer_config.json
   ok_with_warnings         the same, and stderr names every unknown key / param
   schema_ok_runtime_error  exit 1 with a message, no OUT and no OUT.partial-*
 
@@ -127,6 +128,22 @@ def finite(folder):
     return None
 
 
+TEMPLATE_MARKERS = {"alpaca": "### Instruction:", "chatml": "<|im_start|>",
+                    "llama3": "<|start_header_id|>", "mistral": "[INST]", "exaone": "[|assistant|]"}
+
+
+def template_problem(text, out):
+    """A recipe naming a built-in chat template gets it in tokenizer_config.json."""
+    m = re.search(r"^chat_template:\s*[\"']?(\w+)[\"']?\s*$", text, re.M)
+    if not m or m.group(1) not in TEMPLATE_MARKERS:
+        return None
+    with open(os.path.join(out, "tokenizer_config.json")) as f:
+        got = json.load(f).get("chat_template", "")
+    if TEMPLATE_MARKERS[m.group(1)] not in got:
+        return f"chat_template {m.group(1)} not written: '{got[:80]}'"
+    return None
+
+
 def refused_by_design(entry, text):
     if entry["mergekit_status"] == "schema_ok_runtime_error":
         return None  # refused anyway, checked as such
@@ -190,7 +207,7 @@ def run(smelt, shared, work, entry):
     got = out_layers(out)
     if got != want:
         return "merged", f"{got} layers, want {want}"
-    bad = finite(out)
+    bad = finite(out) or template_problem(text, out)
     if bad:
         return "merged", bad
     if status == "ok_with_warnings":
