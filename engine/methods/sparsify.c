@@ -239,6 +239,20 @@ static void slots_free(struct sp_slots *s)
 
 #define SP_MAX_MODELS 128
 
+/* Per-block record of pass 1 for one cut: the distinct low-bit values of
+ * the block's keys inside the chosen bucket and their counts, up to
+ * TIE_CAP of them (TIE_OVER when a block has more). When every block fits,
+ * the per-block counts of the threshold key are read from here and the
+ * tie pass is skipped; quantised deltas (bf16 inputs) nearly always fit. */
+#define TIE_CAP  8
+#define TIE_OVER 255
+
+struct tie_tab {
+	uint8_t *n;    /* [n_blocks] entries, or TIE_OVER */
+	uint16_t *low; /* [n_blocks * TIE_CAP] */
+	uint64_t *cnt; /* [n_blocks * TIE_CAP] */
+};
+
 struct gta_model {
 	float w;
 	double density, eps;
@@ -249,6 +263,8 @@ struct gta_model {
 	float scale;       /* L1 rescale factor, 1 when off */
 	bool hi_ties;      /* hi keeps only part of its threshold-equal keys */
 	bool top_ties;     /* the same for top */
+	bool count[2];     /* hi, top: the tie pass must count per block */
+	struct tie_tab tab[2]; /* hi, top: per-block low-bit tables of pass 1 */
 	double l1_all;     /* rescale: L1 norm of the untrimmed delta */
 };
 
@@ -343,6 +359,18 @@ static int setup_cuts(const struct sp_gta_cfg *cfg, const struct smelt_tensor_jo
 		if (!rc)
 			rc = sp_cut_init(&m->top, n_top, n, job->n_blocks);
 	}
+	for (int c = 0; c < 2 && !rc; c++) {
+		struct tie_tab *t = &m->tab[c];
+		size_t nb = job->n_blocks ? job->n_blocks : 1;
+
+		if ((c ? m->top.kind : m->hi.kind) != SP_CUT_SELECT)
+			continue;
+		t->n = calloc(nb, sizeof(*t->n));
+		t->low = calloc(nb * TIE_CAP, sizeof(*t->low));
+		t->cnt = calloc(nb * TIE_CAP, sizeof(*t->cnt));
+		if (!t->n || !t->low || !t->cnt)
+			rc = SMELT_ENOMEM;
+	}
 	return rc;
 }
 
@@ -427,6 +455,11 @@ void sp_gta_release(struct smelt_tensor_job *job)
 	for (int i = 0; s->m && i < s->n; i++) {
 		sp_cut_release(&s->m[i].hi);
 		sp_cut_release(&s->m[i].top);
+		for (int c = 0; c < 2; c++) {
+			free(s->m[i].tab[c].n);
+			free(s->m[i].tab[c].low);
+			free(s->m[i].tab[c].cnt);
+		}
 	}
 	if (s->have_slots)
 		slots_free(&s->slots);
@@ -458,6 +491,15 @@ static float rescale_factor(double before, double after)
  * Pass 2 counts threshold-equal keys per block, and only runs when some cut
  * keeps part of its threshold-equal elements. */
 
+/* The hot loops are element-wise (no float reductions across lanes), so an
+ * AVX2 clone picked at load time gives the same bits as the SSE2 one. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SP_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define SP_CLONES
+#endif
+#define SP_INLINE inline __attribute__((always_inline))
+
 #define L1_BITS 16
 #define L2_BITS 15
 #define L1_N    (1u << L1_BITS)
@@ -471,7 +513,7 @@ static double *sel_sums(const struct gta_state *s, void *acc, int i)
 }
 
 /* Keys of d = x - base for one tile (vectorised). */
-static inline void tile_keys(const float *x, const float *base, size_t len, uint32_t *key)
+static SP_INLINE void tile_keys(const float *x, const float *base, size_t len, uint32_t *key)
 {
 	for (size_t j = 0; j < len; j++) {
 		float d = x[j] - base[j];
@@ -492,7 +534,7 @@ static double l1_sum(const float *x, const float *base, size_t len)
 }
 
 /* Pass 0: high-16-bit histogram of one model's block. */
-static void level1_block(const float *x, const float *base, size_t len, uint64_t *h)
+static SP_CLONES void level1_block(const float *x, const float *base, size_t len, uint64_t *h)
 {
 	uint32_t key[TILE];
 
@@ -505,35 +547,119 @@ static void level1_block(const float *x, const float *base, size_t len, uint64_t
 	}
 }
 
-/* Pass 1: low-15-bit histogram inside the chosen bucket of each pending cut,
- * and for rescale the L1 sum of the buckets above it. */
-static void level2_block(const struct gta_model *m, const float *x, const float *base, size_t len,
-                         uint64_t *h, double *sum, bool rescale)
+/* One cut's low-bit table while pass 1 walks a block. Keys inside the
+ * bucket come in runs of equal values (quantised deltas), so a run is
+ * counted in a register and added once; a full table spills into the
+ * histogram directly. */
+struct tab_acc {
+	uint32_t n;
+	bool over;
+	uint32_t cur;
+	uint64_t run;
+	uint16_t low[TIE_CAP];
+	uint64_t cnt[TIE_CAP];
+};
+
+static void tab_flush(struct tab_acc *a, uint64_t *hc)
+{
+	if (!a->run)
+		return;
+	if (!a->over) {
+		for (uint32_t k = 0; k < a->n; k++) {
+			if (a->low[k] == a->cur) {
+				a->cnt[k] += a->run;
+				a->run = 0;
+				return;
+			}
+		}
+		if (a->n < TIE_CAP) {
+			a->low[a->n] = (uint16_t)a->cur;
+			a->cnt[a->n++] = a->run;
+			a->run = 0;
+			return;
+		}
+		for (uint32_t k = 0; k < a->n; k++)
+			hc[a->low[k]] += a->cnt[k];
+		a->over = true;
+	}
+	hc[a->cur] += a->run;
+	a->run = 0;
+}
+
+static void tab_add(struct tab_acc *a, const uint32_t *low, size_t nm, uint64_t *hc)
+{
+	if (a->over) {
+		for (size_t j = 0; j < nm; j++)
+			hc[low[j]]++;
+		return;
+	}
+	for (size_t j = 0; j < nm; j++) {
+		if (low[j] != a->cur) {
+			tab_flush(a, hc);
+			a->cur = low[j];
+		}
+		a->run++;
+	}
+}
+
+/* End of a block: counts into the histogram, the table into the record. */
+static void tab_done(struct tab_acc *a, uint64_t *hc, struct tie_tab *t, size_t block)
+{
+	tab_flush(a, hc);
+	if (a->over) {
+		t->n[block] = TIE_OVER;
+		return;
+	}
+	t->n[block] = (uint8_t)a->n;
+	for (uint32_t k = 0; k < a->n; k++) {
+		hc[a->low[k]] += a->cnt[k];
+		t->low[block * TIE_CAP + k] = a->low[k];
+		t->cnt[block * TIE_CAP + k] = a->cnt[k];
+	}
+}
+
+/* Pass 1: low-15-bit histogram inside the chosen bucket of each pending cut
+ * with the block's low-bit table, and for rescale the L1 sum of the buckets
+ * above it. */
+static SP_CLONES void level2_block(struct gta_model *m, const float *x, const float *base, size_t len,
+                         size_t block, uint64_t *h, double *sum, bool rescale)
 {
 	const struct sp_cut *cut[2] = {&m->hi, &m->top};
+	struct tab_acc acc[2];
 	uint32_t key[TILE], low[TILE];
 
+	memset(acc, 0, sizeof(acc));
 	for (size_t o = 0; o < len; o += TILE) {
 		size_t t = len - o < TILE ? len - o : TILE;
 
 		tile_keys(x + o, base + o, t, key);
 		for (int c = 0; c < 2; c++) {
 			uint32_t p = cut[c]->prefix;
-			uint64_t *hc = h + (size_t)c * L2_N;
 			double above = 0;
+			size_t nm = 0;
+
+			uint32_t run_key = (p << L2_BITS) | acc[c].cur;
+			uint32_t n_in = 0, n_run = 0;
 
 			if (cut[c]->kind != SP_CUT_SELECT)
 				continue;
-			size_t nm = 0;
-
-			/* compact the low bits of the keys inside the bucket
-			 * (branch-free), then count only those */
+			/* vectorised: do all keys of the tile inside the bucket
+			 * continue the current run? (the usual case) */
 			for (size_t j = 0; j < t; j++) {
-				low[nm] = key[j] & (L2_N - 1);
-				nm += (key[j] >> L2_BITS) == p;
+				n_in += (key[j] >> L2_BITS) == p;
+				n_run += key[j] == run_key;
 			}
-			for (size_t j = 0; j < nm; j++)
-				hc[low[j]]++;
+			if (n_in == n_run && !acc[c].over) {
+				acc[c].run += n_run;
+			} else {
+				/* compact the low bits of the keys inside the
+				 * bucket (branch-free), then count those */
+				for (size_t j = 0; j < t; j++) {
+					low[nm] = key[j] & (L2_N - 1);
+					nm += (key[j] >> L2_BITS) == p;
+				}
+				tab_add(&acc[c], low, nm, h + (size_t)c * L2_N);
+			}
 			if (!rescale)
 				continue;
 			for (size_t j = 0; j < t; j++)
@@ -542,14 +668,38 @@ static void level2_block(const struct gta_model *m, const float *x, const float 
 			sum[1 + c] += above;
 		}
 	}
+	for (int c = 0; c < 2; c++)
+		if (cut[c]->kind == SP_CUT_SELECT)
+			tab_done(&acc[c], h + (size_t)c * L2_N, &m->tab[c], block);
+}
+
+/* The per-block counts of the threshold key from the pass-1 tables, when
+ * no block overflowed its table. */
+static bool ties_from_tabs(struct sp_cut *c, const struct tie_tab *t, size_t n_blocks)
+{
+	uint32_t low = c->key & (L2_N - 1);
+
+	for (size_t b = 0; b < n_blocks; b++)
+		if (t->n[b] == TIE_OVER)
+			return false;
+	for (size_t b = 0; b < n_blocks; b++) {
+		uint64_t cnt = 0;
+
+		for (uint32_t k = 0; k < t->n[b]; k++)
+			if (t->low[b * TIE_CAP + k] == low)
+				cnt = t->cnt[b * TIE_CAP + k];
+		c->tie_before[b] = cnt;
+	}
+	sp_cut_ties_done(c, n_blocks);
+	return true;
 }
 
 /* Pass 2: threshold-equal keys of one block, for the cuts that need them. */
-static void ties_block(struct gta_model *m, const float *x, const float *base, size_t len,
+static SP_CLONES void ties_block(struct gta_model *m, const float *x, const float *base, size_t len,
                        size_t block)
 {
 	struct sp_cut *cut[2] = {&m->hi, &m->top};
-	bool want[2] = {m->hi_ties, m->top_ties};
+	const bool *want = m->count;
 	uint32_t key[TILE];
 	uint64_t cnt[2] = {0, 0};
 
@@ -592,8 +742,9 @@ static void stats_select(struct gta_state *s, const struct smelt_tensor_job *job
 			if (sel)
 				level1_block(b->x[i], b->base, len, h);
 		} else if (pass == 1 && sel) {
-			level2_block(m, b->x[i], b->base, len, h, sel_sums(s, acc, i), s->rescale);
-		} else if (pass == 2 && (m->hi_ties || m->top_ties)) {
+			level2_block(m, b->x[i], b->base, len, b->index, h, sel_sums(s, acc, i),
+			             s->rescale);
+		} else if (pass == 2 && (m->count[0] || m->count[1])) {
 			ties_block(m, b->x[i], b->base, len, b->index);
 		}
 	}
@@ -700,22 +851,24 @@ static int finish_select(struct smelt_tensor_job *job, struct gta_state *s, int 
 			double in_hi = level2_done(&m->hi, h, &m->hi_ties);
 			double in_top = level2_done(&m->top, h + L2_N, &m->top_ties);
 
-			any_ties |= m->hi_ties || m->top_ties;
+			m->count[0] = m->hi_ties && !ties_from_tabs(&m->hi, &m->tab[0], job->n_blocks);
+			m->count[1] = m->top_ties && !ties_from_tabs(&m->top, &m->tab[1], job->n_blocks);
+			any_ties |= m->count[0] || m->count[1];
 			if (s->rescale)
 				m->scale = rescale_factor(
 				    m->l1_all, cut_kept(&m->hi, m->l1_all, sum[1], in_hi) -
 				                   cut_kept(&m->top, m->l1_all, sum[2], in_top));
 		} else {
-			if (m->hi_ties)
+			if (m->count[0])
 				sp_cut_ties_done(&m->hi, job->n_blocks);
-			if (m->top_ties)
+			if (m->count[1])
 				sp_cut_ties_done(&m->top, job->n_blocks);
 		}
 	}
 	if (hist)
 		memset(hist, 0, s->hist.bytes);
-	/* No cut keeps part of its threshold-equal elements: the tie pass has
-	 * nothing to count, so skip reading the inputs once more. */
+	/* Every cut's threshold-equal elements are resolved (all kept, or
+	 * counted from the tables): skip reading the inputs once more. */
 	if (pass == 1 && !any_ties)
 		job->n_passes = 2;
 	return 0;
@@ -888,7 +1041,7 @@ static inline bool cut_view_take(struct cut_view *v, uint32_t key)
 }
 
 /* e[j] = weight * scale * (kept ? d : 0) for one model over one tile. */
-static void model_tile(const struct gta_model *m, struct cut_view *hi, struct cut_view *top,
+static SP_INLINE void model_tile(const struct gta_model *m, struct cut_view *hi, struct cut_view *top,
                        const float *x, const float *base, size_t len, float *e)
 {
 	float scale = m->scale, w = m->w;
@@ -919,7 +1072,7 @@ static void model_tile(const struct gta_model *m, struct cut_view *hi, struct cu
 
 /* Sign election and disjoint mean (or the plain sum) of one tile, in the
  * same f32 operation order as a per-element loop over the models. */
-static void combine_tile(const struct gta_state *s, float (*e)[TILE], const float *base,
+static SP_INLINE void combine_tile(const struct gta_state *s, float (*e)[TILE], const float *base,
                          size_t len, float *out)
 {
 	float mixed[TILE], div[TILE];
@@ -984,7 +1137,7 @@ static void combine_tile(const struct gta_state *s, float (*e)[TILE], const floa
 		out[j] = base[j] + mixed[j] * lambda;
 }
 
-static void merge_select(const struct gta_state *s, const struct smelt_tensor_job *job,
+static SP_CLONES void merge_select(const struct gta_state *s, const struct smelt_tensor_job *job,
                          const struct smelt_block *b, float *out)
 {
 	size_t len = (size_t)(b->nrows * job->cols);
