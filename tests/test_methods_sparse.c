@@ -736,6 +736,23 @@ static void synth_fill_ties(struct synth *s, uint64_t seed)
 	}
 }
 
+/* Deltas whose magnitudes mostly share one high-16-bit radix bucket
+ * (1 + m * 2^-20, 40 values of m) with repeats, plus a few zeros and
+ * values in other buckets: blocks see more distinct low bits than the
+ * per-block tables hold, so the threshold ties are counted in a pass. */
+static void synth_fill_bucket(struct synth *s, uint64_t seed)
+{
+	for (size_t j = 0; j < s->t.n; j++) {
+		uint64_t r = smelt_rng_u64(seed, j);
+		uint64_t m = r % 50;
+		float mag = m < 40 ? 1.0f + (float)m * 0x1p-20f : m < 45 ? 0.5f : m < 48 ? 2.0f : 0.0f;
+
+		s->t.base[j] = 0.25f;
+		for (int i = 0; i < N_MODELS; i++)
+			s->t.x[i][j] = s->t.base[j] + ((r >> (20 + i)) & 1 ? mag : -mag);
+	}
+}
+
 /* Reference ranking: |d| descending, flat index ascending. */
 static const float *rank_keys;
 
@@ -764,8 +781,8 @@ static void reference_band(const float *d, size_t n, size_t lo, size_t hi, unsig
 	free(idx);
 }
 
-static void check_band(const char *method, double density, double gamma, uint64_t rows,
-                       uint64_t cols)
+static void check_band_fill(const char *method, double density, double gamma, uint64_t rows,
+                            uint64_t cols, void (*fill)(struct synth *, uint64_t))
 {
 	const struct smelt_method *m = method_by_name(method);
 	static struct synth s;
@@ -775,7 +792,7 @@ static void check_band(const char *method, double density, double gamma, uint64_
 	size_t n, k, lo, hi;
 
 	synth_init(&s, "synthetic.weight", rows, cols);
-	synth_fill_ties(&s, 5 + rows);
+	fill(&s, 5 + rows);
 	n = s.t.n;
 	for (size_t j = 0; j < n; j++)
 		d[j] = s.t.x[0][j] - s.t.base[j];
@@ -821,6 +838,23 @@ static void check_band(const char *method, double density, double gamma, uint64_
 		          blocks[v] ? blocks[v] : "default", bad);
 	}
 	unsetenv("SMELT_BLOCK_BYTES");
+}
+
+static void check_band(const char *method, double density, double gamma, uint64_t rows,
+                       uint64_t cols)
+{
+	check_band_fill(method, density, gamma, rows, cols, synth_fill_ties);
+}
+
+TEST(selection_ties_inside_one_bucket)
+{
+	/* ties in a crowded bucket: tables overflow, the tie pass counts;
+	 * one-row blocks put the cut inside a block (the walk) */
+	check_band_fill("ties", 0.3, -1, 40, 24, synth_fill_bucket);
+	check_band_fill("ties", 0.5, -1, 64, 64, synth_fill_bucket);
+	check_band_fill("ties", 0.77, -1, 0, 1000, synth_fill_bucket);
+	check_band_fill("breadcrumbs", 0.6, 0.2, 40, 24, synth_fill_bucket);
+	check_band_fill("breadcrumbs_ties", 0.4, 0.3, 50, 8, synth_fill_bucket);
 }
 
 TEST(selection_tie_rule)
@@ -1354,6 +1388,7 @@ int main(void)
 	RUN(monte_carlo_against_mergekit);
 	RUN(threads_and_blocks_bit_identical);
 	RUN(selection_tie_rule);
+	RUN(selection_ties_inside_one_bucket);
 	RUN(selection_random_magnitudes);
 	RUN(deterministic_methods_match_reference);
 	RUN(ties_density_keeping_nothing_is_an_error);
