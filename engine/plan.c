@@ -28,6 +28,10 @@
 #include "smelt/pool.h"
 
 #define MAX_DIAG_PER_KIND 50
+/* A method's check() usually fails the same way on every tensor (a density
+ * or epsilon out of its range): the first few name tensors, a count
+ * follows. */
+#define MAX_CHECK_REPORTS 3
 #define MAX_SOURCES 64
 
 struct planner {
@@ -38,6 +42,7 @@ struct planner {
 	int layout;                /* model index whose tensor names shape the output */
 	size_t cap;                /* capacity of p->tensors */
 	int mismatch_reports;
+	int check_failures;        /* tensors the method's check() rejected */
 	/* Missing required parameters are reported once per (parameter,
 	 * source) with a count of the tensors affected. */
 	int missing[SMELT_MAX_PARAMS][MAX_SOURCES + 1];
@@ -578,7 +583,7 @@ static void plan_tensor(struct planner *pl, size_t slice, const char *out_name, 
 		if (job.ndim)
 			job.shape[0] = t->merge_rows;
 		smelt_job_layout(&job);
-		if (m->check(&job, &err) != 0 && pl->mismatch_reports++ < MAX_DIAG_PER_KIND)
+		if (m->check(&job, &err) != 0 && pl->check_failures++ < MAX_CHECK_REPORTS)
 			smelt_diag_add(pl->diag, SMELT_DIAG_ERROR, "", "%s", err.msg);
 	}
 }
@@ -944,6 +949,9 @@ int smelt_plan_build(const struct smelt_recipe *r, const struct smelt_merge_opti
 	if (pl.mismatch_reports > MAX_DIAG_PER_KIND)
 		smelt_diag_add(diag, SMELT_DIAG_ERROR, "", "... and %d more tensor problems",
 			       pl.mismatch_reports - MAX_DIAG_PER_KIND);
+	if (pl.check_failures > MAX_CHECK_REPORTS)
+		smelt_diag_add(diag, SMELT_DIAG_ERROR, "", "... and %d more tensors that %s rejects",
+			       pl.check_failures - MAX_CHECK_REPORTS, p->method->name);
 	if (smelt_diag_errors(diag))
 		goto fail;
 	layout_shards(&pl);

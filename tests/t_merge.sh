@@ -480,6 +480,9 @@ parameters: {epsilon: 0.6}
 models:
   - model: $G/m1
     parameters: {weight: 0.5, density: 0.5}"
+lines=$(grep -c . "$tmp/err" || true)
+check "a check failing on every tensor is told in $lines lines (3 tensors and a count)" \
+	grep -q "^smelt: error: .*: \.\.\. and 72 more tensors that della rejects$" "$tmp/err"
 bad_recipe "layer_range past the model's layers" "layer_range [0, 12) goes past the 8 layers of '$G/m1'" \
 "merge_method: passthrough
 slices:
