@@ -22,6 +22,7 @@ the feature and no output; they are counted separately. Prints one line per
 recipe, then "N passed, N failed"; exits 1 on any failure.
 """
 import array, json, os, re, struct, subprocess, sys
+from concurrent.futures import ThreadPoolExecutor
 
 HIDDEN, INTER, VOCAB = 16, 32, 64
 
@@ -41,15 +42,27 @@ def shapes(layers):
     yield "lm_head.weight", (VOCAB, HIDDEN)
 
 
-def bf16_values(count, seed):
-    """count finite bf16 words near +-2^-3..2^-1, different per seed (an LCG)."""
+def bf16_pool(count):
+    """count finite bf16 words near +-2^-3..2^-1 (an LCG), little-endian bytes."""
     out = array.array("H", bytes(2 * count))
-    x = (seed * 2654435761 + 12345) & 0xFFFFFFFF
+    x = 12345
     for i in range(count):
         x = (x * 1664525 + 1013904223) & 0xFFFFFFFF
         # sign, exponent 124..126, 7 random mantissa bits
         out[i] = ((x >> 31) << 15) | ((124 + (x >> 24) % 3) << 7) | ((x >> 8) & 0x7F)
-    return out
+    if sys.byteorder != "little":
+        out.byteswap()
+    return out.tobytes() * 2
+
+
+POOL_WORDS = 1 << 14
+POOL = bf16_pool(POOL_WORDS)
+
+
+def bf16_values(count, seed):
+    """count words of the pool from a seed-dependent offset: models differ."""
+    start = (seed * 7919) % POOL_WORDS
+    return POOL[2 * start:2 * (start + count)]
 
 
 def write_model(folder, layers, seed, template):
@@ -59,7 +72,7 @@ def write_model(folder, layers, seed, template):
         n = 1
         for s in shape:
             n *= s
-        blob = bf16_values(n, seed * 7919 + len(blobs)).tobytes()
+        blob = bf16_values(n, seed * 7919 + len(blobs))
         hdr[name] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [off, off + len(blob)]}
         off += len(blob)
         blobs.append(blob)
@@ -224,10 +237,11 @@ def main():
     index = json.load(open(os.path.join(shared, "testdata/mergekit-recipes/index.json")))
     counts = {"merged": 0, "refused": 0, "lora": 0, "tokenizer": 0}
     passed = failed = 0
-    for entry in index:
-        if only and not any(entry["file"].startswith(o) for o in only):
-            continue
-        kind, problem = run(smelt, shared, work, entry)
+    entries = [e for e in index if not only or any(e["file"].startswith(o) for o in only)]
+    # two at a time: a merge of these tiny models mostly waits for fsync
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda e: run(smelt, shared, work, e), entries))
+    for entry, (kind, problem) in zip(entries, results):
         if problem:
             failed += 1
             print(f"FAIL {entry['file']} ({entry['mergekit_status']}): {problem}")
