@@ -11,7 +11,8 @@ replaced only where it stands as a whole YAML scalar, so `//home/x` and `/home/x
 stay distinct), runs `smelt merge --offline`, and checks by mergekit_status:
 
   ok                       exit 0, output layers = output_layer_count (slices) or
-                           layer_count_guess, every tensor finite, a built-in
+                           layer_count_guess, every tensor finite, passthrough
+                           slices copy the right source layers, a built-in
                            chat_template written into tokenizer_config.json
   ok_with_warnings         the same, and stderr names every unknown key / param
   schema_ok_runtime_error  exit 1 with a message, no OUT and no OUT.partial-*
@@ -157,6 +158,63 @@ def template_problem(text, out):
     return None
 
 
+def read_values(folder):
+    """name -> list of floats, for BF16 / F16 / F32 tensors of every shard."""
+    out = {}
+    for fn in sorted(os.listdir(folder)):
+        if not fn.endswith(".safetensors"):
+            continue
+        with open(os.path.join(folder, fn), "rb") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            hdr = json.loads(f.read(n))
+            data = f.read()
+        for name, v in hdr.items():
+            if name == "__metadata__":
+                continue
+            a, b = v["data_offsets"]
+            raw = data[a:b]
+            if v["dtype"] == "BF16":
+                words = array.array("H", raw)
+                vals = array.array("f", b"".join(struct.pack("<I", w << 16) for w in words))
+                out[name] = list(vals)
+            elif v["dtype"] == "F16":
+                out[name] = list(struct.unpack(f"<{len(raw) // 2}e", raw))
+            elif v["dtype"] == "F32":
+                out[name] = list(array.array("f", raw))
+    return out
+
+
+LAYER = re.compile(r"^model\.layers\.(\d+)\.(.*)$")
+
+
+def passthrough_problem(out):
+    """Passthrough slices copy layers: output layer k is the k-th listed source
+    layer, embeddings come from the first slice's model and the final norm and
+    head from the last one's (mergekit's rule). The inputs' bf16 values are
+    exact in f16 and f32, so the comparison is exact."""
+    with open(os.path.join(out, "smelt-recipe.json")) as f:
+        recipe = json.load(f)
+    if recipe.get("merge_method") != "passthrough" or "slices" not in recipe:
+        return None
+    order = []
+    for sl in recipe["slices"]:
+        src = sl["sources"][0]
+        order += [(src["model"], l) for l in range(*src["layer_range"])]
+    got = read_values(out)
+    models = {m: read_values(m) for m in {m for m, _ in order}}
+    first, last = recipe["slices"][0]["sources"][0]["model"], recipe["slices"][-1]["sources"][0]["model"]
+    for name, values in got.items():
+        m = LAYER.match(name)
+        if m:
+            model, layer = order[int(m.group(1))]
+            want = models[model][f"model.layers.{layer}.{m.group(2)}"]
+        else:
+            want = models[first if "embed" in name else last][name]
+        if values != want:
+            return f"{name} is not the expected source tensor"
+    return None
+
+
 def refused_by_design(entry, text):
     if entry["mergekit_status"] == "schema_ok_runtime_error":
         return None  # refused anyway, checked as such
@@ -220,7 +278,7 @@ def run(smelt, shared, work, entry):
     got = out_layers(out)
     if got != want:
         return "merged", f"{got} layers, want {want}"
-    bad = finite(out) or template_problem(text, out)
+    bad = finite(out) or template_problem(text, out) or passthrough_problem(out)
     if bad:
         return "merged", bad
     if status == "ok_with_warnings":
