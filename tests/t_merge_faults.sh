@@ -7,6 +7,7 @@
 #   SIGINT/SIGTERM  exit 130, "cancelled; nothing was written", no OUT, no partial
 #   SIGKILL         no OUT; OUT.partial-* with its .smelt-partial marker may
 #                   remain; the next run removes it and succeeds
+#   SIGPIPE         (stderr's reader gone) ignored: the merge completes
 #   write faults    file-size limit (EFBIG), a 2 MB tmpfs, a tmpfs out of
 #                   inodes half-way through, a read-only destination: exit 1,
 #                   one message naming OUT and the cause, nothing left
@@ -119,6 +120,14 @@ else
 	bad "SIGKILL: the merge ended before it could be killed"
 	wait "$pid" || true
 fi
+
+# ---- stderr reader gone (smelt merge ... 2>&1 | head): the merge goes on ----
+O=$tmp/out-pipe
+("$S" merge "$tmp/ties.json" -o "$O" --threads 1 2>&1; echo $? > "$tmp/pipe-rc") | head -c 10 > /dev/null
+check "stderr closed by its reader: the merge still exits 0 (got $(cat "$tmp/pipe-rc"))" test "$(cat "$tmp/pipe-rc")" = 0
+check "stderr closed by its reader: OUT is complete" test -s "$O/model.safetensors" -a -s "$O/README.md"
+check "stderr closed by its reader: no partial folder" test -z "$(partials "$O")"
+rm -rf "$O"
 
 # A partial folder of a run that is still alive is left alone.
 mkdir "$tmp/live.partial-abcdef"

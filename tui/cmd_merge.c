@@ -145,6 +145,10 @@ static int run_merge(struct smelt_plan *plan, const char *out, const struct smel
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	/* The result is the folder, not the progress: when whoever reads
+	 * stderr goes away (`smelt merge ... 2>&1 | head`), progress writes fail
+	 * with EPIPE and the merge goes on instead of dying half-written. */
+	signal(SIGPIPE, SIG_IGN);
 	/* Only this thread takes the stop signals: the merge thread and its
 	 * workers inherit them blocked, so no file operation of theirs is ever
 	 * interrupted (posix_fallocate, for one, would fail with EINTR). */
