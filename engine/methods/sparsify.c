@@ -124,6 +124,18 @@ static inline bool draw_keep(const struct smelt_tensor_job *job, int model, uint
 	return smelt_rng_bernoulli(job->rng_key[model], flat, p);
 }
 
+/* smelt_rng_bernoulli(key, c, p) == (smelt_rng_u64(key, c) >> 11) <
+ * keep_below(p): the uniform is U * 2^-53 with an integer U < 2^53, and
+ * U * 2^-53 < p exactly when U < ceil(p * 2^53). */
+static uint64_t keep_below(double p)
+{
+	if (!(p > 0))
+		return 0;
+	if (p >= 1)
+		return 1ull << 53;
+	return (uint64_t)ceil(p * 0x1p53);
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -888,6 +900,34 @@ static void della_row_keep(const struct smelt_tensor_job *job, const struct gta_
 		keep[j] = d[j] == 0.0f || draw_keep(job, i, elem0 + j, (double)p[j]);
 }
 
+/* DARE's L1 sums without a test hook: every element drawn, no branches.
+ * Zero deltas add +0 to both sums, as skipping them would. */
+static SP_CLONES void stats_dare(struct gta_state *s, const struct smelt_tensor_job *job,
+                                 const struct smelt_block *b, double *acc)
+{
+	size_t len = (size_t)(b->nrows * job->cols);
+
+	for (int i = 0; i < s->n; i++) {
+		const struct gta_model *m = &s->m[i];
+		const float *x = b->x[i], *base = b->base;
+		uint64_t key = job->rng_key[i], below = keep_below(m->density);
+		double *sum = acc + (size_t)i * 3;
+
+		if (m->untouched || m->zeroed)
+			continue;
+		for (size_t j = 0; j < len; j++) {
+			double a = fabs((double)(x[j] - base[j])), ka;
+			uint64_t u, keep = (smelt_rng_u64(key, b->elem0 + j) >> 11) < below;
+
+			memcpy(&u, &a, sizeof(u));
+			u &= -keep;
+			memcpy(&ka, &u, sizeof(ka));
+			sum[0] += a;
+			sum[1] += ka;
+		}
+	}
+}
+
 static void stats_random(struct gta_state *s, const struct smelt_tensor_job *job,
                          const struct smelt_block *b, double *acc)
 {
@@ -940,6 +980,8 @@ void sp_gta_stats(struct smelt_tensor_job *job, int pass, const struct smelt_blo
 
 	if (s->cfg->trim == SP_TRIM_MAGNITUDE || s->cfg->trim == SP_TRIM_OUTLIERS)
 		stats_select(s, job, pass, b, acc);
+	else if (s->cfg->trim == SP_TRIM_RANDOM && !keep_hook)
+		stats_dare(s, job, b, acc);
 	else
 		stats_random(s, job, b, acc);
 }
@@ -1218,11 +1260,50 @@ static void merge_random(const struct gta_state *s, const struct smelt_tensor_jo
 		slot_put(&ms->slots, slot);
 }
 
+/* DARE without a test hook: the keep rule of merge_random, drawn for every
+ * element without branches (a zero delta gives a zero term whether kept or
+ * not, so drawing for it too changes nothing), then the vectorised combine
+ * of merge_select. */
+static SP_CLONES void merge_dare(const struct gta_state *s, const struct smelt_tensor_job *job,
+                                 const struct smelt_block *b, float *out)
+{
+	size_t len = (size_t)(b->nrows * job->cols);
+	float e[SP_MAX_MODELS][TILE];
+
+	for (size_t o = 0; o < len; o += TILE) {
+		size_t t = len - o < TILE ? len - o : TILE;
+
+		for (int i = 0; i < s->n; i++) {
+			const struct gta_model *m = &s->m[i];
+			const float *x = b->x[i] + o, *base = b->base + o;
+			uint64_t key = job->rng_key[i], c0 = b->elem0 + o;
+			uint64_t below = m->untouched ? UINT64_MAX : keep_below(m->density);
+			float scale = m->scale, w = m->w;
+
+			for (size_t j = 0; j < t; j++) {
+				float d = x[j] - base[j], kd;
+				uint32_t u, keep;
+
+				/* a select on the draw would be an unpredictable
+				 * branch: mask the bits instead */
+				keep = (uint32_t)((smelt_rng_u64(key, c0 + j) >> 11) < below);
+				memcpy(&u, &d, sizeof(u));
+				u &= -keep;
+				memcpy(&kd, &u, sizeof(kd));
+				e[i][j] = (kd * scale) * w;
+			}
+		}
+		combine_tile(s, e, b->base + o, t, out + o);
+	}
+}
+
 void sp_gta_merge(const struct smelt_tensor_job *job, const struct smelt_block *b, float *out)
 {
 	const struct gta_state *s = job->state;
 
-	if (s->cfg->trim == SP_TRIM_RANDOM || s->cfg->trim == SP_TRIM_DELLA)
+	if (s->cfg->trim == SP_TRIM_RANDOM && !keep_hook)
+		merge_dare(s, job, b, out);
+	else if (s->cfg->trim == SP_TRIM_RANDOM || s->cfg->trim == SP_TRIM_DELLA)
 		merge_random(s, job, b, out);
 	else
 		merge_select(s, job, b, out);
