@@ -3,11 +3,15 @@
  * task-arithmetic engine behind ties, dare_*, breadcrumbs* and della*.
  *
  * Pass plan of a GTA job (see sparsify.h for the selection rule):
- *   magnitude / outliers: one histogram pass per radix level, then a pass
- *     that counts threshold-equal keys per block and sums |d| (for rescale);
+ *   magnitude / outliers: a 16-bit and a 15-bit radix histogram pass (the
+ *     second also records per-block low-bit tables and the rescale sums),
+ *     then, only when some threshold's ties are not resolved by those
+ *     tables, a pass counting threshold-equal keys per block (finish()
+ *     lowers n_passes to skip it);
  *   random / della with rescale: one pass summing |d| and |kept d| per model.
  * merge() then recomputes every keep decision from (state, block): the
- * thresholds and tie prefixes, or the counter-based RNG.
+ * thresholds and tie prefixes, or the counter-based RNG. The hot loops work
+ * on tiles of 256 elements so that the compiler vectorises them.
  */
 #include "sparsify.h"
 
@@ -18,7 +22,6 @@
 
 #include "smelt/rng.h"
 
-const struct sp_radix sp_radix3 = {3, {11, 10, 10}, {20, 10, 0}};
 const struct sp_radix sp_radix2 = {2, {16, 15}, {15, 0}};
 
 /* ---- radix selection ---- */

@@ -9,8 +9,10 @@
  *      NaN ranks above +inf). Elements are ranked by key descending; equal
  *      keys rank by flat index ascending (the earlier element ranks higher).
  *      A "cut" c is the set of the c best-ranked elements, found with one
- *      histogram pass per radix level, then one pass counting threshold-equal
- *      keys per block, so membership is a pure function of (cut, block).
+ *      histogram pass per radix level, then per-block counts of
+ *      threshold-equal keys, so membership is a pure function of (cut,
+ *      block). The GTA engine runs two levels (16 + 15 bits) and usually
+ *      gets the tie counts from its second pass (see sparsify.c).
  *
  *   2. The generalized task-arithmetic engine (mergekit's GTA): per-model
  *      trimming (magnitude top-k, Bernoulli, breadcrumbs band, DELLA
@@ -21,7 +23,7 @@
  *   3. A test hook that replaces random keep draws (dare, della) with given
  *      masks, to reproduce mergekit's recorded draws exactly.
  *
- * Invariants: memory stays bounded by O(models * histogram) per chunk plus
+ * Invariants: memory stays bounded by O(models * histogram) per thread plus
  * O(n_blocks) per selection; no whole-tensor copies; results do not depend
  * on the thread count. Selections and random draws do not depend on the
  * block size either; only the double L1 sums behind a rescale factor could
@@ -41,15 +43,13 @@
 #define SP_MAX_LEVELS 3
 
 /* A radix schedule: widths of the levels, most significant first, summing
- * to 31 bits. Three narrow levels keep per-model histograms small; two wide
- * levels save a pass when a method needs one more pass of its own. */
+ * to 31 bits. */
 struct sp_radix {
 	int n_levels;
 	int width[SP_MAX_LEVELS];
 	int shift[SP_MAX_LEVELS];
 };
 
-extern const struct sp_radix sp_radix3; /* 11 + 10 + 10 bits, 2048 buckets */
 extern const struct sp_radix sp_radix2; /* 16 + 15 bits, 65536 buckets */
 
 enum sp_cut_kind {
@@ -66,7 +66,7 @@ struct sp_cut {
 	uint64_t above;       /* elements ranked above the resolved prefix range */
 	uint32_t key;         /* the threshold key, once level == n_levels */
 	uint64_t need;        /* threshold-equal elements kept (the earliest ones) */
-	uint64_t *tie_before; /* [n_blocks]: threshold-equal elements in earlier blocks */
+	uint64_t *tie_before; /* [n_blocks + 1]: threshold-equal elements in earlier blocks */
 };
 
 /* Key of a float: its bit pattern without the sign bit. */
