@@ -347,8 +347,10 @@ static int fsync_dir(const char *path)
 	return 0;
 }
 
-/* Move the finished partial folder onto OUT. */
-static int publish(const char *partial, const char *out_dir, struct smelt_err *err)
+/* Move the finished partial folder onto OUT. OUT was checked before the
+ * run, but another process may have filled it since: without force that
+ * folder is not replaced. */
+static int publish(const char *partial, const char *out_dir, bool force, struct smelt_err *err)
 {
 	char marker[4200], old[4200];
 	struct stat st;
@@ -359,6 +361,11 @@ static int publish(const char *partial, const char *out_dir, struct smelt_err *e
 	old[0] = '\0';
 	if (stat(out_dir, &st) == 0) {
 		if (rmdir(out_dir) != 0) {
+			if (!force)
+				return smelt_fail(err, SMELT_EEXIST,
+						  "%s: was filled by something else during the merge; "
+						  "not replaced (use --force to replace it)",
+						  out_dir);
 			/* Not empty (--force): move it aside first, delete it after. */
 			snprintf(old, sizeof(old), "%s.old-%ld", out_dir, (long)getpid());
 			if (rename(out_dir, old) != 0)
@@ -446,7 +453,7 @@ int smelt_merge_run(struct smelt_plan *p, const char *out_arg, const struct smel
 		rc = smelt_fail(err, SMELT_ECANCELED, "cancelled");
 		goto fail;
 	}
-	if ((rc = publish(partial, out_dir, err)) != 0)
+	if ((rc = publish(partial, out_dir, o && o->force, err)) != 0)
 		goto fail;
 	shards_free(shards, false);
 	smelt_progress_sample_rss(prog);

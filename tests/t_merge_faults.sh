@@ -129,6 +129,32 @@ check "stderr closed by its reader: OUT is complete" test -s "$O/model.safetenso
 check "stderr closed by its reader: no partial folder" test -z "$(partials "$O")"
 rm -rf "$O"
 
+# ---- OUT filled by another process during the merge: not replaced ----
+O=$tmp/out-race
+"$S" merge "$tmp/ta.json" -o "$O" --quiet 2> "$tmp/err" &
+pid=$!
+caught=
+for i in $(seq 1 2000); do
+	if [ -n "$(partials "$O")" ] && kill -STOP "$pid" 2> /dev/null; then caught=1; break; fi
+	kill -0 "$pid" 2> /dev/null || break
+	sleep 0.005
+done
+if [ -n "$caught" ]; then
+	mkdir "$O"
+	echo theirs > "$O/theirs.txt"
+	kill -CONT "$pid"
+	rc=0
+	wait "$pid" || rc=$?
+	check "OUT filled during the merge: exit 1 (got $rc)" test "$rc" -eq 1
+	check "OUT filled during the merge: says so" has "$tmp/err" "$O: was filled by something else during the merge"
+	check "OUT filled during the merge: the other folder is untouched" test "$(ls "$O")" = theirs.txt
+	check "OUT filled during the merge: no partial folder" test -z "$(partials "$O")"
+else
+	wait "$pid" || true
+	echo "note: the merge ended before its partial folder was seen; race case skipped"
+fi
+rm -rf "$O"
+
 # A partial folder of a run that is still alive is left alone.
 mkdir "$tmp/live.partial-abcdef"
 echo $$ > "$tmp/live.partial-abcdef/.smelt-partial"
