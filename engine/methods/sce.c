@@ -205,33 +205,77 @@ static int sce_finish(struct smelt_tensor_job *job, int pass, const void *accv,
 	return 0;
 }
 
+#define SCE_TILE 256
+
+/* One tile: the trimmed deltas per model, then the election over models in
+ * the same f32 order as a per-element loop. Agreement is a bit mask (a
+ * float select does not vectorise); adding +0 for a disagreeing model
+ * leaves sums that started at +0 unchanged. */
+static void sce_tile(const struct sce_state *s, const struct smelt_block *b, size_t o, size_t t,
+                     const unsigned char *keep, float *out)
+{
+	float d[SCE_MAX_MODELS][SCE_TILE];
+	float vote[SCE_TILE], mixed[SCE_TILE], div[SCE_TILE];
+	const float *base = b->base + o;
+
+	for (int i = 0; i < s->n; i++) {
+		const float *x = b->x[i] + o;
+
+		for (size_t j = 0; j < t; j++) {
+			float v = x[j] - base[j];
+			uint32_t u;
+
+			memcpy(&u, &v, sizeof(u));
+			u &= -(uint32_t)keep[j];
+			memcpy(&d[i][j], &u, sizeof(u));
+		}
+	}
+	for (size_t j = 0; j < t; j++)
+		vote[j] = mixed[j] = div[j] = 0.0f;
+	for (int i = 0; i < s->n; i++)
+		for (size_t j = 0; j < t; j++)
+			vote[j] += d[i][j];
+	for (int i = 0; i < s->n; i++) {
+		float om = s->omega[i];
+		uint32_t ob;
+
+		memcpy(&ob, &om, sizeof(ob));
+		for (size_t j = 0; j < t; j++) {
+			float v = d[i][j], mv, mw, prod = v * om;
+			uint32_t plus = -(uint32_t)(vote[j] >= 0.0f), agree, pb, wb;
+
+			agree = (plus & -(uint32_t)(v > 0.0f)) | (~plus & -(uint32_t)(v < 0.0f));
+			memcpy(&pb, &prod, sizeof(pb));
+			pb &= agree;
+			wb = ob & agree;
+			memcpy(&mv, &pb, sizeof(mv));
+			memcpy(&mw, &wb, sizeof(mw));
+			mixed[j] += mv;
+			div[j] += mw;
+		}
+	}
+	/* mergekit clamps the divisor at 1e-6 (no agreeing model: 0 / 1e-6);
+	 * the comparison form equals fmaxf(div, 1e-6f), NaN included */
+	for (size_t j = 0; j < t; j++)
+		out[o + j] = base[j] + mixed[j] / (div[j] > 1e-6f ? div[j] : 1e-6f);
+}
+
 static void sce_merge(const struct smelt_tensor_job *job, const struct smelt_block *b, float *out)
 {
 	const struct sce_state *s = job->state;
 	size_t len = (size_t)(b->nrows * job->cols);
-	float d[SCE_MAX_MODELS];
+	unsigned char keep[SCE_TILE];
 	struct sp_walk w = {0};
 
 	if (s->select)
 		sp_walk_init(&w, &s->cut, b->index);
-	for (size_t j = 0; j < len; j++) {
-		bool keep =
-		    !s->select || sp_cut_take(&s->cut, &w, sp_key(position_variance(b, s->n, j)));
-		float vote = 0, mixed = 0, div = 0;
+	for (size_t o = 0; o < len; o += SCE_TILE) {
+		size_t t = len - o < SCE_TILE ? len - o : SCE_TILE;
 
-		for (int i = 0; i < s->n; i++) {
-			d[i] = keep ? b->x[i][j] - b->base[j] : 0.0f;
-			vote += d[i];
-		}
-		/* erase minority signs on the unweighted deltas; zeros never agree */
-		for (int i = 0; i < s->n; i++) {
-			if (vote >= 0.0f ? d[i] > 0.0f : d[i] < 0.0f) {
-				mixed += d[i] * s->omega[i];
-				div += s->omega[i];
-			}
-		}
-		/* mergekit clamps the divisor at 1e-6 (no agreeing model: 0 / 1e-6) */
-		out[j] = b->base[j] + mixed / fmaxf(div, 1e-6f);
+		for (size_t j = 0; j < t; j++)
+			keep[j] = !s->select || sp_cut_take(&s->cut, &w,
+			                                    sp_key(position_variance(b, s->n, o + j)));
+		sce_tile(s, b, o, t, keep, out);
 	}
 }
 
