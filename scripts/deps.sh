@@ -7,7 +7,7 @@ packages=(
   build-essential cmake pkg-config
   libncurses-dev ncurses-term libcjson-dev libopenblas-dev libcurl4-openssl-dev
   libssl-dev libyaml-dev
-  tmux nginx python3 python3-numpy clang libclang-rt-14-dev bc time
+  tmux nginx python3 python3-numpy clang libclang-rt-14-dev bc time strace
 )
 
 missing=()
