@@ -390,13 +390,16 @@ static void mouse_event(struct ui_app *app)
 
 	if (getmouse(&ev) != OK)
 		return;
-	if (ev.bstate & (BUTTON1_PRESSED | BUTTON1_CLICKED | BUTTON1_RELEASED))
+	/* A press and its release read together may come as one event with
+	 * both bits, or as a click: either is a press. A release alone is
+	 * nothing. */
+	if (ev.bstate & (BUTTON1_PRESSED | BUTTON1_CLICKED))
 		button = 1;
 	else if (ev.bstate & BUTTON4_PRESSED)
 		button = 4;
 	else if (ev.bstate & BUTTON5_PRESSED)
 		button = 5;
-	if (!button || (ev.bstate & BUTTON1_RELEASED))
+	if (!button)
 		return;
 	if (app->dialog != UI_DLG_NONE) {
 		if (app->dialog == UI_DLG_HELP)

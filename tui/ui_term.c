@@ -158,7 +158,8 @@ int ui_term_open(bool force_mono)
 	ui_term.tier = detect_tier(force_mono);
 	mouseinterval(0);
 	ui_term.mouse =
-	    mousemask(BUTTON1_PRESSED | BUTTON1_RELEASED | BUTTON4_PRESSED | BUTTON5_PRESSED,
+	    mousemask(BUTTON1_PRESSED | BUTTON1_RELEASED | BUTTON1_CLICKED | BUTTON4_PRESSED |
+	                  BUTTON5_PRESSED,
 	              NULL) != 0;
 	/* After initscr, which installs curses' handler that on_winch chains
 	 * to; then catch a resize that came while curses was starting. */
