@@ -899,8 +899,17 @@ static void della_row_keep(const struct smelt_tensor_job *job, const struct gta_
 	for (size_t j = 0; j < cols; j++)
 		d[j] = x[j] - base[j];
 	sp_della_row_probs(d, cols, m->density, m->eps, p, sortbuf);
+	if (keep_hook) {
+		for (size_t j = 0; j < cols; j++)
+			keep[j] = d[j] == 0.0f || draw_keep(job, i, elem0 + j, (double)p[j]);
+		return;
+	}
+	/* the same draws without branches: drawing for a zero delta too
+	 * does not change its keep (always 1) */
 	for (size_t j = 0; j < cols; j++)
-		keep[j] = d[j] == 0.0f || draw_keep(job, i, elem0 + j, (double)p[j]);
+		keep[j] = (unsigned char)((d[j] == 0.0f) |
+		                          ((smelt_rng_u64(job->rng_key[i], elem0 + j) >> 11) <
+		                           keep_below((double)p[j])));
 }
 
 /* DARE's L1 sums without a test hook: every element drawn, no branches.
@@ -957,9 +966,22 @@ static void stats_random(struct gta_state *s, const struct smelt_tensor_job *job
 			size_t off = (size_t)r * cols;
 			uint64_t elem0 = b->elem0 + off;
 
-			if (keep)
+			if (keep) {
 				della_row_keep(job, m, i, b->x[i] + off, b->base + off, elem0, d, p,
 				               sortbuf, keep);
+				/* zero deltas add +0 to both sums, as skipping does */
+				for (size_t j = 0; j < cols; j++) {
+					double a = fabs((double)d[j]), ka;
+					uint64_t u;
+
+					memcpy(&u, &a, sizeof(u));
+					u &= -(uint64_t)keep[j];
+					memcpy(&ka, &u, sizeof(ka));
+					sum[0] += a;
+					sum[1] += ka;
+				}
+				continue;
+			}
 			for (size_t j = 0; j < cols; j++) {
 				float dv = b->x[i][off + j] - b->base[off + j];
 				double a = fabs((double)dv);
@@ -1006,41 +1028,6 @@ int sp_gta_finish(struct smelt_tensor_job *job, int pass, const void *acc, struc
 			m->scale = rescale_factor(a[(size_t)i * 3], a[(size_t)i * 3 + 1]);
 	}
 	return 0;
-}
-
-/* Combine the per-model trimmed deltas e[i] (already weighted) of one
- * element into the merged delta. */
-static inline float combine_element(const struct gta_state *s, const float *e)
-{
-	float mixed = 0.0f, div = 0.0f;
-
-	if (s->cfg->consensus) {
-		float vote = 0.0f;
-
-		for (int i = 0; i < s->n; i++)
-			vote += e[i];
-		/* sum rule, a zero sum elects '+'; zeros never agree */
-		for (int i = 0; i < s->n; i++) {
-			bool agree = vote >= 0.0f ? e[i] > 0.0f : e[i] < 0.0f;
-
-			if (agree) {
-				mixed += e[i];
-				div += s->m[i].w;
-			}
-		}
-		if (div == 0.0f)
-			div = 1.0f;
-	} else {
-		for (int i = 0; i < s->n; i++) {
-			mixed += e[i];
-			div += s->m[i].w;
-		}
-		if (fabsf(div) < 1e-8f)
-			div = 1.0f;
-	}
-	if (s->normalize)
-		mixed /= div;
-	return mixed * s->lambda;
 }
 
 /* How one cut decides membership inside one block: keys above gt are
@@ -1220,7 +1207,7 @@ static void merge_random(const struct gta_state *s, const struct smelt_tensor_jo
 	uint64_t *sortbuf = NULL;
 	float *d = NULL, *p = NULL;
 	unsigned char *keep = NULL;
-	float e[SP_MAX_MODELS];
+	float e[SP_MAX_MODELS][TILE];
 
 	if (s->have_slots) {
 		slot = slot_get(&ms->slots);
@@ -1240,23 +1227,32 @@ static void merge_random(const struct gta_state *s, const struct smelt_tensor_jo
 				della_row_keep(job, m, i, b->x[i] + off, b->base + off, elem0, d, p,
 				               sortbuf, keep + (size_t)i * cols);
 		}
-		for (size_t j = 0; j < cols; j++) {
+		for (size_t o = 0; o < cols; o += TILE) {
+			size_t t = cols - o < TILE ? cols - o : TILE;
+			const float *base = b->base + off + o;
+
 			for (int i = 0; i < s->n; i++) {
 				const struct gta_model *m = &s->m[i];
-				float dv = b->x[i][off + j] - b->base[off + j];
-				bool k;
+				const float *x = b->x[i] + off + o;
+				const unsigned char *kr = keep ? keep + (size_t)i * cols + o : NULL;
+				uint32_t all = m->untouched ? 1 : 0, some = m->zeroed ? 0 : 1;
 
-				if (m->untouched || dv == 0.0f)
-					k = true;
-				else if (m->zeroed)
-					k = false;
-				else if (keep)
-					k = keep[(size_t)i * cols + j];
-				else
-					k = draw_keep(job, i, elem0 + j, m->density);
-				e[i] = ((k ? dv : 0.0f) * m->scale) * m->w;
+				for (size_t j = 0; j < t; j++) {
+					float dv = x[j] - base[j], kd;
+					uint32_t u, k;
+
+					if (kr || all || !some)
+						k = all | (dv == 0.0f) | (some & (kr ? kr[j] : 0));
+					else
+						k = dv == 0.0f ||
+						    draw_keep(job, i, elem0 + o + j, m->density);
+					memcpy(&u, &dv, sizeof(u));
+					u &= -k;
+					memcpy(&kd, &u, sizeof(kd));
+					e[i][j] = (kd * m->scale) * m->w;
+				}
 			}
-			out[off + j] = b->base[off + j] + combine_element(s, e);
+			combine_tile(s, e, base, t, out + off + o);
 		}
 	}
 	if (slot >= 0)
