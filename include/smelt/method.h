@@ -21,6 +21,8 @@
  *             order with combine() (default: element-wise sum of doubles),
  *             and finish() sees the total. So statistics are bit-identical
  *             for any thread count.
+ *             finish() may lower job->n_passes to skip passes it no longer
+ *             needs (the executor re-reads it before each pass).
  *   merge()   called once per block, in any order, on any thread, must write
  *             nrows*cols f32 values to out. Must not modify job state.
  *   weights() optional: the mean weight each model received (model card).
