@@ -44,7 +44,8 @@ tui_stop() {
 
 # tui_start WIDTH HEIGHT CMD...: run CMD (a shell command line) in a new
 # session; the shell prints EXIT=<status> and the tty mode when it ends so
-# tests can check a clean exit with the terminal restored.
+# tests can check a clean exit with the terminal restored, then
+# TUI-PANE-DONE: after that line nothing more will appear.
 tui_start() {
 	local w=$1 h=$2
 	shift 2
@@ -53,7 +54,7 @@ tui_start() {
 	TUI_RUNS=$((TUI_RUNS + 1))
 	TUI_SOCK="$TUI_DIR/s$TUI_RUNS"
 	tmx new-session -d -x "$w" -y "$h" -s t \
-		"stty sane; $*; echo EXIT=\$?; stty -a | tr ' ;' '\n\n' | grep -E '^-?(icanon|echo)\$' | tr '\n' ' '; echo; exec sleep 600"
+		"stty sane; $*; echo EXIT=\$?; stty -a | tr ' ;' '\n\n' | grep -E '^-?(icanon|echo)\$' | tr '\n' ' '; echo; echo TUI-PANE-DONE; exec sleep 600"
 	tmx set-option -t t status off >/dev/null
 	TUI_PGID=$(tmx display-message -p -t t '#{pane_pid}' 2>/dev/null || true)
 }
@@ -75,8 +76,8 @@ tui_wait() {
 		if grep -qF -- "$text" <<<"$screen"; then
 			return 0
 		fi
-		# The program has ended: nothing more will appear.
-		if grep -q '^EXIT=' <<<"$screen"; then
+		# The pane's shell has printed everything it will print.
+		if grep -q '^TUI-PANE-DONE' <<<"$screen"; then
 			echo "--- '$text' not shown before the program ended; screen:" >&2
 			echo "$screen" >&2
 			return 1
