@@ -234,16 +234,6 @@ static int normalize_out(const char *out_dir, char *buf, size_t n, struct smelt_
 	return 0;
 }
 
-static void human_size(uint64_t bytes, char *buf, size_t n)
-{
-	if (bytes >= 1000000000ull)
-		snprintf(buf, n, "%.2f GB", (double)bytes / 1e9);
-	else if (bytes >= 1000000ull)
-		snprintf(buf, n, "%.2f MB", (double)bytes / 1e6);
-	else
-		snprintf(buf, n, "%.1f kB", (double)bytes / 1e3);
-}
-
 /* The model of the plan that OUT is or holds, or -1. Replacing such an OUT
  * (--force) would delete an input of the merge. */
 static int input_inside(const struct smelt_plan *p, const char *out_dir)
@@ -306,8 +296,8 @@ int smelt_merge_check_output(const struct smelt_plan *p, const char *out_arg, bo
 		if (avail < need) {
 			char a[32], b[32];
 
-			human_size(need, a, sizeof(a));
-			human_size(avail, b, sizeof(b));
+			smelt_format_bytes((double)need, a, sizeof(a));
+			smelt_format_bytes((double)avail, b, sizeof(b));
 			rc = smelt_fail(err, SMELT_EIO,
 					"%s: not enough disk space: the merge needs %s, %s free in %s",
 					out_dir, a, b, parent);

@@ -3,19 +3,7 @@
 #include <string.h>
 
 #include "smelt/merge.h"
-
-static void human_bytes(uint64_t b, char *buf, size_t n)
-{
-	const char *units[] = {"B", "kB", "MB", "GB", "TB"};
-	double v = (double)b;
-	int u = 0;
-
-	while (v >= 1000 && u < 4) {
-		v /= 1000;
-		u++;
-	}
-	snprintf(buf, n, u ? "%.2f %s" : "%.0f %s", v, units[u]);
-}
+#include "smelt/progress.h"
 
 static void print_params(const struct smelt_plan *p, const struct smelt_plan_tensor *t, FILE *f)
 {
@@ -80,16 +68,16 @@ void smelt_plan_print(const struct smelt_plan *p, FILE *f, bool by_layer)
 		for (size_t i = 0; i < p->n_tensors; i++) {
 			const struct smelt_plan_tensor *t = &p->tensors[i];
 
-			human_bytes(t->read_bytes, r, sizeof(r));
-			human_bytes(t->nbytes, w, sizeof(w));
+			smelt_format_bytes((double)t->read_bytes, r, sizeof(r));
+			smelt_format_bytes((double)t->nbytes, w, sizeof(w));
 			fprintf(f, "%-56s read %10s write %10s  ", t->name, r, w);
 			print_params(p, t, f);
 			fprintf(f, "\n");
 		}
 	}
-	human_bytes(p->bytes_read, r, sizeof(r));
-	human_bytes(p->bytes_written, w, sizeof(w));
-	human_bytes(p->peak_memory, m, sizeof(m));
+	smelt_format_bytes((double)p->bytes_read, r, sizeof(r));
+	smelt_format_bytes((double)p->bytes_written, w, sizeof(w));
+	smelt_format_bytes((double)p->peak_memory, m, sizeof(m));
 	fprintf(f, "\nreads %s, writes %s (disk needed), estimated peak memory %s with %d threads\n",
 		r, w, m, p->threads);
 }

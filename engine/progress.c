@@ -5,6 +5,22 @@
 #include <string.h>
 #include <time.h>
 
+const char *smelt_format_bytes(double bytes, char *buf, size_t size)
+{
+	static const char *const units[] = {"B", "kB", "MB", "GB", "TB", "PB"};
+	int u = 0;
+
+	while (bytes >= 1000 && u < 5) {
+		bytes /= 1000;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, size, "%.0f B", bytes);
+	else
+		snprintf(buf, size, "%.2f %s", bytes, units[u]);
+	return buf;
+}
+
 uint64_t smelt_now_ns(void)
 {
 	struct timespec ts;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "smelt/progress.h"
 #include "smelt/ckpt.h"
 
 static void inspect_usage(FILE *out)
@@ -23,24 +24,6 @@ static void inspect_usage(FILE *out)
 }
 
 /* "3.4 MB": decimal units, as model sizes are quoted on the Hub. */
-static const char *human_size(uint64_t b, char *buf, size_t size)
-{
-	static const char *const units[] = {"KB", "MB", "GB", "TB", "PB"};
-	double v = (double)b;
-	int u = -1;
-
-	if (b < 1000) {
-		snprintf(buf, size, "%" PRIu64 " B", b);
-		return buf;
-	}
-	while (v >= 999.95 && u < 4) {
-		v /= 1000.0;
-		u++;
-	}
-	snprintf(buf, size, "%.1f %s", v, units[u]);
-	return buf;
-}
-
 static const char *shape_text(const struct smelt_st_tensor *t, char *buf, size_t size)
 {
 	size_t o = (size_t)snprintf(buf, size, "[");
@@ -135,11 +118,11 @@ static void print_table(const struct smelt_ckpt *c)
 		       smelt_st_safe_name(t->name, nb, sizeof(nb)), dwidth,
 		       smelt_dtype_name(t->st->dtype),
 		       swidth, shape_text(t->st, sb, sizeof(sb)),
-		       human_size(t->st->end - t->st->begin, hb, sizeof(hb)),
+		       smelt_format_bytes((double)(t->st->end - t->st->begin), hb, sizeof(hb)),
 		       c->shard_names[t->shard]);
 	}
 	printf("\n%zu tensors, %" PRIu64 " parameters, %s (%" PRIu64 " bytes)\n\n", c->n_tensors,
-	       params, human_size(c->total_bytes, hb, sizeof(hb)), c->total_bytes);
+	       params, smelt_format_bytes((double)(c->total_bytes), hb, sizeof(hb)), c->total_bytes);
 
 	if (c->config.present) {
 		printf("architecture    %s%s%s%s\n",
@@ -165,7 +148,7 @@ static void print_table(const struct smelt_ckpt *c)
 	printf("main dtype      %s%s%s%s\n", c->n_tensors ? smelt_dtype_name(c->main_dtype) : "-",
 	       c->config.torch_dtype[0] ? " (config: " : "", c->config.torch_dtype,
 	       c->config.torch_dtype[0] ? ")" : "");
-	printf("total size      %s in %zu %s%s\n", human_size(c->total_bytes, hb, sizeof(hb)),
+	printf("total size      %s in %zu %s%s\n", smelt_format_bytes((double)(c->total_bytes), hb, sizeof(hb)),
 	       c->n_shards, c->n_shards == 1 ? "file" : "shards",
 	       c->sharded ? " (model.safetensors.index.json)" : "");
 }

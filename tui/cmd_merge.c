@@ -71,18 +71,6 @@ static void *run_main(void *arg)
 	return NULL;
 }
 
-static void human_bytes(double b, char *buf, size_t n)
-{
-	const char *units[] = {"B", "kB", "MB", "GB", "TB"};
-	int u = 0;
-
-	while (b >= 1000 && u < 4) {
-		b /= 1000;
-		u++;
-	}
-	snprintf(buf, n, u ? "%.2f %s" : "%.0f %s", b, units[u]);
-}
-
 static void format_eta(double s, char *buf, size_t n)
 {
 	if (s < 0)
@@ -99,9 +87,9 @@ static void draw_progress(struct smelt_progress *p, bool tty)
 	double f = smelt_progress_fraction(p);
 	int width = 28, filled = (int)(f * width + 0.5);
 
-	human_bytes((double)atomic_load(&p->bytes_read), rd, sizeof(rd));
-	human_bytes((double)atomic_load(&p->bytes_written), wr, sizeof(wr));
-	human_bytes(smelt_progress_rate(p), rate, sizeof(rate));
+	smelt_format_bytes((double)atomic_load(&p->bytes_read), rd, sizeof(rd));
+	smelt_format_bytes((double)atomic_load(&p->bytes_written), wr, sizeof(wr));
+	smelt_format_bytes(smelt_progress_rate(p), rate, sizeof(rate));
 	format_eta(smelt_progress_eta(p), eta, sizeof(eta));
 	smelt_progress_current(p, cur, sizeof(cur));
 	if (tty) {
@@ -196,8 +184,8 @@ static int run_merge(struct smelt_plan *plan, const char *out, const struct smel
 		double moved = (double)atomic_load(&r->prog.bytes_read) +
 			       (double)atomic_load(&r->prog.bytes_written);
 
-		human_bytes((double)atomic_load(&r->prog.bytes_written), wr, sizeof(wr));
-		human_bytes(t > 0 ? moved / t : 0, rate, sizeof(rate));
+		smelt_format_bytes((double)atomic_load(&r->prog.bytes_written), wr, sizeof(wr));
+		smelt_format_bytes(t > 0 ? moved / t : 0, rate, sizeof(rate));
 		if (!quiet)
 			fprintf(stderr,
 				"smelt: merged %zu tensors into %s (%s) in %.2f s, %s/s read+write, "

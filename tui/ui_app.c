@@ -71,18 +71,7 @@ struct ui_style st_color(const struct ui_app *app, uint32_t fg)
 
 void fmt_bytes(uint64_t b, char *buf, size_t n)
 {
-	static const char *const units[] = {"B", "KB", "MB", "GB", "TB"};
-	double v = (double)b;
-	int u = 0;
-
-	while (v >= 1000 && u < 4) {
-		v /= 1000;
-		u++;
-	}
-	if (u == 0)
-		snprintf(buf, n, "%llu B", (unsigned long long)b);
-	else
-		snprintf(buf, n, "%.2f %s", v, units[u]);
+	smelt_format_bytes((double)b, buf, n);
 }
 
 void fmt_duration(double s, char *buf, size_t n)

@@ -73,6 +73,10 @@ double smelt_progress_fraction(const struct smelt_progress *p);
  * peak_rss_anon_kb; returns the current value in kB. */
 uint64_t smelt_progress_sample_rss(struct smelt_progress *p);
 
+/* A byte count for display in decimal units: "512 B", "3.48 MB",
+ * "1.63 GB". Returns buf. */
+const char *smelt_format_bytes(double bytes, char *buf, size_t size);
+
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t smelt_now_ns(void);
 
