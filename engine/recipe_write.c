@@ -115,7 +115,9 @@ static bool needs_quotes(const char *s, bool flow)
 	if (len == 0 || strchr("-?:,[]{}#&*!|>'\"%@` \t", s[0]) || s[len - 1] == ' ' ||
 	    s[len - 1] == '\t' || s[len - 1] == ':')
 		return true;
-	if (strstr(s, ": ") || strstr(s, " #") || strpbrk(s, "\n\r\t\\"))
+	/* libyaml rejects some plain scalars with ':' inside (e.g. "a:?b" in a
+	 * flow list); quoting every ':' is always safe. */
+	if (strchr(s, ':') || strstr(s, " #") || strpbrk(s, "\n\r\t\\"))
 		return true;
 	/* inside [a, b] these end or open a collection */
 	if (flow && strpbrk(s, ",[]{}"))
