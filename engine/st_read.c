@@ -70,12 +70,18 @@ const char *smelt_st_safe_name(const char *name, char *buf, size_t size)
 	for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
 		if (o + 5 >= size) {
 			/* Leave room for "..." and the terminator. */
-			while (o + 4 > size)
-				o--;
-			/* Do not cut a UTF-8 sequence in half. */
-			while (o > 0 && ((unsigned char)buf[o] & 0xc0) == 0x80)
-				o--;
-			memcpy(buf + o, "...", 4);
+			size_t cut = o + 4 > size ? size - 4 : o;
+			/* The first byte dropped: already in buf, or the next input. */
+			unsigned char next = cut < o ? (unsigned char)buf[cut] : *p;
+
+			/* Do not cut a UTF-8 sequence in half: drop all of it. */
+			if ((next & 0xc0) == 0x80) {
+				while (cut > 0 && ((unsigned char)buf[cut - 1] & 0xc0) == 0x80)
+					cut--;
+				if (cut > 0)
+					cut--; /* its lead byte */
+			}
+			memcpy(buf + cut, "...", 4);
 			return buf;
 		}
 		if (*p < 0x20 || *p == 0x7f)

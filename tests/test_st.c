@@ -388,6 +388,14 @@ TEST(safe_name)
 		     "0123456789a...") == 0);
 	CHECK(strlen(smelt_st_safe_name("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", buf,
 					sizeof(buf))) < sizeof(buf));
+	/* a cut never splits a UTF-8 sequence, whatever the buffer held */
+	memset(buf, 0xa9, sizeof(buf));
+	CHECK(strcmp(smelt_st_safe_name("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", buf,
+				       sizeof(buf)),
+		     "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9...") == 0);
+	memset(buf, 0xa9, sizeof(buf));
+	CHECK(strcmp(smelt_st_safe_name("0123456789abcdefghij", buf, sizeof(buf)),
+		     "0123456789a...") == 0);
 }
 
 int main(void)
