@@ -604,10 +604,8 @@ static bool method_uses_base(const struct smelt_method *m)
 }
 
 /* Does slice sl list model index `model` among its sources? */
-static bool slice_lists(const struct smelt_slice *sl, const struct smelt_recipe *r, int model,
-			const struct smelt_plan *p)
+static bool slice_lists(const struct smelt_slice *sl, int model, const struct smelt_plan *p)
 {
-	(void)r;
 	for (size_t k = 0; k < sl->n_sources; k++)
 		if (ref_index(p, sl->sources[k].model) == model)
 			return true;
@@ -654,7 +652,7 @@ static int slice_sources(struct planner *pl, size_t s, int i, const char *layout
 		if (base_layer < 0)
 			base_layer = layer;
 	}
-	if (bi >= 0 && m->base == SMELT_BASE_AS_MODEL && !slice_lists(sl, pl->r, bi, pl->p)) {
+	if (bi >= 0 && m->base == SMELT_BASE_AS_MODEL && !slice_lists(sl, bi, pl->p)) {
 		/* mergekit adds an unlisted base_model as one more input of
 		 * methods that merge it like any model (linear, karcher). */
 		char *name = i < 0 ? strdup(layout_name) : rename_layer(layout_name, base_layer);
