@@ -10,6 +10,8 @@
 
 #include <string.h>
 
+#include "simd.h"
+
 struct dtype_info {
 	const char *name;
 	const char *torch; /* torch name written to config.json, NULL if none */
@@ -214,7 +216,7 @@ uint16_t smelt_f32_to_f16(float f)
 #define CHUNK 256
 
 #define DEFINE_KERNEL(name, in_t, out_t, expr)                                                     \
-	static void name(const in_t *restrict in, out_t *restrict out)                             \
+	static inline void name(const in_t *restrict in, out_t *restrict out)                      \
 	{                                                                                          \
 		for (size_t i = 0; i < CHUNK; i++)                                                 \
 			out[i] = expr(in[i]);                                                      \
@@ -238,7 +240,7 @@ static void load_chunk(void *buf, const uint8_t *src, size_t m, size_t sz)
 }
 
 #define DEFINE_BULK(name, kernel, in_t, out_t)                                                     \
-	static void name(const uint8_t *src, uint8_t *dst, size_t n)                               \
+	static SMELT_HOT void name(const uint8_t *src, uint8_t *dst, size_t n)                     \
 	{                                                                                          \
 		in_t in[CHUNK] __attribute__((aligned(64)));                                       \
 		out_t out[CHUNK] __attribute__((aligned(64)));                                     \
@@ -258,7 +260,7 @@ static void load_chunk(void *buf, const uint8_t *src, size_t m, size_t sz)
 /* To f32 the destination is a float array (aligned by C's rules), so full
  * chunks are converted straight into it; only the tail goes through out. */
 #define DEFINE_BULK_TO_F32(name, kernel, in_t)                                                     \
-	static void name(const uint8_t *src, float *dst, size_t n)                                 \
+	static SMELT_HOT void name(const uint8_t *src, float *dst, size_t n)                       \
 	{                                                                                          \
 		in_t in[CHUNK] __attribute__((aligned(64)));                                       \
 		float out[CHUNK] __attribute__((aligned(64)));                                     \

@@ -47,6 +47,7 @@ struct exec {
 	double scale;
 	uint64_t out_offset;       /* file offset of the tensor's first byte */
 	double *weights;           /* where the method reports mean weights, or NULL */
+	bool durable;              /* --fsync: start writeback early */
 	uint64_t last_writeback;   /* bytes_written when writeback was last started */
 	struct smelt_st_writer *writer;
 };
@@ -416,16 +417,17 @@ static void drop_input_pages(struct exec *ex, const struct smelt_plan_input *in)
 		madvise((void *)start, end - start, MADV_DONTNEED);
 }
 
-/* Start writing dirty output pages back every WRITEBACK_STEP bytes, without
- * waiting, so the final fsync has little left to do and the page cache
- * never fills with the output. */
+/* With --fsync, start writing dirty output pages back every WRITEBACK_STEP
+ * bytes, without waiting, so the disk works while the merge computes and
+ * the final fsync has little left to do. Without it the kernel's flusher
+ * writes them back on its own schedule, off the merge's critical path. */
 #define WRITEBACK_STEP (64ull << 20)
 
 static void start_writeback(struct exec *ex)
 {
 	uint64_t written = atomic_load(&ex->prog->bytes_written);
 
-	if (written - ex->last_writeback < WRITEBACK_STEP)
+	if (!ex->durable || written - ex->last_writeback < WRITEBACK_STEP)
 		return;
 	ex->last_writeback = written;
 	sync_file_range(ex->writer->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
@@ -475,10 +477,10 @@ static void free_workers(struct exec *ex)
 	free(ex->w);
 }
 
-int smelt_exec_tensors(struct smelt_plan *p, struct out_shards *shards,
+int smelt_exec_tensors(struct smelt_plan *p, struct out_shards *shards, bool durable,
 		       struct smelt_progress *prog, struct smelt_err *err)
 {
-	struct exec ex = {.p = p, .prog = prog, .shards = shards};
+	struct exec ex = {.p = p, .prog = prog, .shards = shards, .durable = durable};
 	int rc = 0;
 
 	ex.pool = smelt_pool_new(p->threads);

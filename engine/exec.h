@@ -17,7 +17,9 @@ struct smelt_st_writer *out_shards_writer(struct out_shards *s, size_t shard);
 /* Absolute file offset of plan tensor i in its shard. */
 uint64_t out_shards_offset(const struct out_shards *s, size_t i);
 
-int smelt_exec_tensors(struct smelt_plan *p, struct out_shards *shards,
+/* durable: the run will fsync its output at the end (--fsync), so start
+ * writing it back to disk as it goes. */
+int smelt_exec_tensors(struct smelt_plan *p, struct out_shards *shards, bool durable,
 		       struct smelt_progress *prog, struct smelt_err *err);
 
 /* Files written next to the weights (out_files.c). dir is the partial

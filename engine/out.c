@@ -326,28 +326,61 @@ static int make_partial(const char *out_dir, char *partial, size_t n, struct sme
 	return 0;
 }
 
-static int fsync_dir(const char *path)
+static int fsync_path(const char *path, int flags)
 {
-	int fd = open(path, O_RDONLY | O_DIRECTORY);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | flags);
+	int rc;
 
 	if (fd < 0)
 		return -1;
-	fsync(fd);
+	rc = fsync(fd);
 	close(fd);
-	return 0;
+	return rc;
+}
+
+/* --fsync: flush every file of the finished partial folder, then the folder
+ * itself, so that once OUT appears under its name its bytes are on disk
+ * too. Costs the time the disk needs to take them. */
+static int sync_folder(const char *dir, struct smelt_err *err)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char path[4400];
+	int rc = 0;
+
+	if (!d)
+		return smelt_fail(err, SMELT_EIO, "%s: cannot open to flush: %s", dir,
+				  strerror(errno));
+	while (rc == 0 && (e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.' &&
+		    (e->d_name[1] == '\0' || (e->d_name[1] == '.' && e->d_name[2] == '\0')))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (fsync_path(path, 0) != 0)
+			rc = smelt_fail(err, SMELT_EIO, "%s: cannot flush to disk: %s", path,
+					strerror(errno));
+	}
+	closedir(d);
+	if (rc == 0 && fsync_path(dir, O_DIRECTORY) != 0)
+		rc = smelt_fail(err, SMELT_EIO, "%s: cannot flush to disk: %s", dir,
+				strerror(errno));
+	return rc;
 }
 
 /* Move the finished partial folder onto OUT. OUT was checked before the
  * run, but another process may have filled it since: without force that
  * folder is not replaced. */
-static int publish(const char *partial, const char *out_dir, bool force, struct smelt_err *err)
+static int publish(const char *partial, const char *out_dir, bool force, bool durable,
+		   struct smelt_err *err)
 {
 	char marker[4200], old[4200];
 	struct stat st;
+	int rc;
 
 	snprintf(marker, sizeof(marker), "%s/.smelt-partial", partial);
 	unlink(marker);
-	fsync_dir(partial);
+	if (durable && (rc = sync_folder(partial, err)) != 0)
+		return rc;
 	old[0] = '\0';
 	if (stat(out_dir, &st) == 0) {
 		if (rmdir(out_dir) != 0) {
@@ -373,11 +406,11 @@ static int publish(const char *partial, const char *out_dir, bool force, struct 
 	}
 	if (old[0])
 		smelt_rm_rf(old);
-	{
+	if (durable) {
 		char *copy = strdup(out_dir);
 
 		if (copy) {
-			fsync_dir(dirname(copy));
+			fsync_path(dirname(copy), O_DIRECTORY);
 			free(copy);
 		}
 	}
@@ -430,7 +463,7 @@ int smelt_merge_run(struct smelt_plan *p, const char *out_arg, const struct smel
 	if ((rc = shards_open(p, partial, &shards, err)) != 0)
 		goto fail;
 	atomic_store(&prog->phase, SMELT_PHASE_MERGING);
-	if ((rc = smelt_exec_tensors(p, shards, prog, err)) != 0)
+	if ((rc = smelt_exec_tensors(p, shards, o && o->fsync, prog, err)) != 0)
 		goto fail;
 	atomic_store(&prog->phase, SMELT_PHASE_FINALIZING);
 	if ((rc = shards_commit(shards, p, partial, err)) != 0 ||
@@ -443,7 +476,7 @@ int smelt_merge_run(struct smelt_plan *p, const char *out_arg, const struct smel
 		rc = smelt_fail(err, SMELT_ECANCELED, "cancelled");
 		goto fail;
 	}
-	if ((rc = publish(partial, out_dir, o && o->force, err)) != 0)
+	if ((rc = publish(partial, out_dir, o && o->force, o && o->fsync, err)) != 0)
 		goto fail;
 	shards_free(shards, false);
 	smelt_progress_sample_rss(prog);

@@ -38,7 +38,7 @@ int smelt_write_text_file(const char *path, const char *text, size_t len, struct
 		}
 		done += (size_t)w;
 	}
-	if (fsync(fd) != 0 || close(fd) != 0) {
+	if (close(fd) != 0) {
 		unlink(path);
 		return smelt_fail(err, SMELT_EIO, "%s: write failed: %s", path, strerror(errno));
 	}

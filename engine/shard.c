@@ -199,7 +199,7 @@ int smelt_write_index(const char *dir, uint64_t total_size, const char *const *n
 		fputs(k + 1 < n ? ",\n" : "\n", f);
 	}
 	fprintf(f, "%s}\n}\n", n ? "  " : "");
-	if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
+	if (fflush(f) != 0) {
 		rc = smelt_fail(err, SMELT_EIO, "%s: write failed: %s", path, strerror(errno));
 		goto out;
 	}
@@ -215,12 +215,6 @@ int smelt_write_index(const char *dir, uint64_t total_size, const char *const *n
 		goto out;
 	}
 	created = false;
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
-	}
-	fd = -1;
 out:
 	if (f)
 		fclose(f);

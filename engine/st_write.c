@@ -348,30 +348,6 @@ int smelt_st_writer_pwrite(struct smelt_st_writer *w, uint64_t off, const void *
 	return 0;
 }
 
-/* fsync the folder holding path so the rename itself is durable. */
-static int sync_parent(const char *path)
-{
-	char *dir = strdup(path), *slash;
-	int fd, rc = 0;
-
-	if (!dir)
-		return -1;
-	slash = strrchr(dir, '/');
-	if (!slash)
-		strcpy(dir, ".");
-	else if (slash == dir)
-		dir[1] = '\0';
-	else
-		*slash = '\0';
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd) != 0)
-		rc = -1;
-	if (fd >= 0)
-		close(fd);
-	free(dir);
-	return rc;
-}
-
 int smelt_st_writer_commit(struct smelt_st_writer *w, struct smelt_err *err)
 {
 	int rc = 0;
@@ -379,11 +355,6 @@ int smelt_st_writer_commit(struct smelt_st_writer *w, struct smelt_err *err)
 	if (w->fd < 0 || !w->tmp_path)
 		return smelt_fail(err, SMELT_EINVAL, "%s: writer is not open",
 				  w->path ? w->path : "safetensors");
-	if (fsync(w->fd) != 0) {
-		rc = smelt_fail(err, SMELT_EIO, "%s: cannot flush to disk: %s", w->path,
-				strerror(errno));
-		goto out;
-	}
 	if (close(w->fd) != 0) {
 		w->fd = -1;
 		rc = smelt_fail(err, SMELT_EIO, "%s: %s", w->path, strerror(errno));
@@ -397,9 +368,6 @@ int smelt_st_writer_commit(struct smelt_st_writer *w, struct smelt_err *err)
 	}
 	free(w->tmp_path);
 	w->tmp_path = NULL;
-	if (sync_parent(w->path) != 0)
-		rc = smelt_fail(err, SMELT_EIO, "%s: cannot flush the folder: %s", w->path,
-				strerror(errno));
 out:
 	writer_release(w);
 	return rc;

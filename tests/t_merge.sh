@@ -100,6 +100,29 @@ check "card tags smelt" grep -qx -- "- smelt" "$card"
 check "widen card has the mean weight table" has "$card" "## Mean weight per layer"
 check "widen card has a row for layer 7" grep -q '^| 7 | [0-9.]* | [0-9.]* |$' "$card"
 
+# Durability: by default OUT is renamed into place without waiting for the
+# disk (like cp); --fsync flushes every file and the folder before the
+# rename, and the parent folder after it.
+if command -v strace > /dev/null && strace -f -qq -e trace=none -o /dev/null true 2> /dev/null; then
+	for mode in plain fsync; do
+		flag=
+		[ "$mode" = fsync ] && flag=--fsync
+		ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 strace -f -qq \
+			-e trace=fsync,fdatasync,rename,openat -o "$tmp/trace-$mode" \
+			"$S" merge "$tmp/task_arithmetic.json" -o "$tmp/sync-$mode" $flag --quiet
+	done
+	check "without --fsync nothing is fsync'd" test "$(grep -c "fsync(" "$tmp/trace-plain")" = 0
+	# One fsync per file of the finished folder plus one for the folder,
+	# all before the folder is renamed onto OUT.
+	files=$(find "$tmp/sync-fsync" -maxdepth 1 -type f | wc -l)
+	before=$(awk '/rename\(".*partial-[^\/"]*", / { exit } /fsync\(/ { n++ } END { print n + 0 }' "$tmp/trace-fsync")
+	check "--fsync flushes all $files files and the folder before OUT appears" test "$before" = $((files + 1))
+	check "--fsync output equals the plain output" cmp -s "$tmp/sync-plain/model.safetensors" "$tmp/sync-fsync/model.safetensors"
+	rm -rf "$tmp/sync-plain" "$tmp/sync-fsync"
+else
+	echo "note: strace unavailable; --fsync checks skipped"
+fi
+
 # passthrough of 6 layers in float16: config.json follows
 cat > "$tmp/pt.yml" <<EOF
 merge_method: passthrough

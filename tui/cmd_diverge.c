@@ -493,15 +493,17 @@ static int run(struct args *a)
 		cli_error("%s", err.msg);
 		goto out;
 	}
-	for (;;) {
+	/* Look every 2 ms so the command returns as soon as the pass ends;
+	 * redraw the progress line every 50 ms. */
+	for (unsigned tick = 0;; tick++) {
 		struct smelt_stats_progress p;
 
 		smelt_stats_progress(s, &p);
 		if (p.state != SMELT_STATS_RUNNING && p.state != SMELT_STATS_IDLE)
 			break;
-		if (progress)
+		if (progress && tick % 25 == 0)
 			show_progress(&p);
-		usleep(50000);
+		usleep(2000);
 	}
 	erc = smelt_stats_wait(s, &err);
 	signal(SIGINT, SIG_DFL);

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,9 +30,10 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: smelt merge RECIPE -o OUT [--threads N] [--out-shard-size 5GB]\n"
 		   "                   [--dry-run [--by-layer]] [--force] [--strict] [--offline]"
-		   " [--quiet]\n\n"
+		   " [--fsync] [--quiet]\n\n"
 		   "RECIPE is a JSON or mergekit YAML recipe. The merged model is written to\n"
-		   "OUT.partial-* and renamed to OUT when complete.\n");
+		   "OUT.partial-* and renamed to OUT when complete. --fsync also flushes it\n"
+		   "to disk before the rename, so OUT survives a power cut.\n");
 }
 
 /* Every diagnostic on its own line, errors first:
@@ -60,6 +62,7 @@ struct run {
 	struct smelt_err err;
 	int rc;
 	volatile int done;
+	int done_pipe[2]; /* the merge thread writes one byte here when it ends */
 };
 
 static void *run_main(void *arg)
@@ -68,7 +71,19 @@ static void *run_main(void *arg)
 
 	r->rc = smelt_merge_run(r->plan, r->out, &r->opts, &r->prog, &r->err);
 	__atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
+	while (write(r->done_pipe[1], "", 1) < 0 && errno == EINTR)
+		;
 	return NULL;
+}
+
+/* Sleep until the merge thread ends, a signal arrives or ms pass: the
+ * progress loop wakes at once when the merge is done instead of finishing
+ * out its tick. */
+static void wait_tick(struct run *r, int ms)
+{
+	struct pollfd pfd = {.fd = r->done_pipe[0], .events = POLLIN};
+
+	poll(&pfd, 1, ms);
 }
 
 static void format_eta(double s, char *buf, size_t n)
@@ -123,6 +138,11 @@ static int run_merge(struct smelt_plan *plan, const char *out, const struct smel
 		cli_error("out of memory");
 		return 1;
 	}
+	if (pipe(r->done_pipe) != 0) {
+		cli_error("cannot create a pipe: %s", strerror(errno));
+		free(r);
+		return 1;
+	}
 	r->plan = plan;
 	r->out = out;
 	r->opts = *o;
@@ -149,14 +169,15 @@ static int run_merge(struct smelt_plan *plan, const char *out, const struct smel
 	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 	if (rc != 0) {
 		cli_error("cannot start the merge thread");
+		close(r->done_pipe[0]);
+		close(r->done_pipe[1]);
 		free(r);
 		return 1;
 	}
 	while (!__atomic_load_n(&r->done, __ATOMIC_ACQUIRE)) {
-		struct timespec ts = {0, 100 * 1000 * 1000};
 		uint64_t now = smelt_now_ns();
 
-		nanosleep(&ts, NULL);
+		wait_tick(r, 100);
 		smelt_progress_sample_rss(&r->prog);
 		if (interrupted && !smelt_progress_canceled(&r->prog)) {
 			smelt_progress_cancel(&r->prog);
@@ -173,6 +194,8 @@ static int run_merge(struct smelt_plan *plan, const char *out, const struct smel
 		}
 	}
 	pthread_join(tid, NULL);
+	close(r->done_pipe[0]);
+	close(r->done_pipe[1]);
 	if (tty && !quiet)
 		fprintf(stderr, "\r\033[K");
 	if (r->rc) {
@@ -209,6 +232,7 @@ int cmd_merge(int argc, char **argv)
 		{"force", no_argument, NULL, 'f'},
 		{"strict", no_argument, NULL, 'S'},
 		{"offline", no_argument, NULL, 'O'},
+		{"fsync", no_argument, NULL, 'Y'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -248,6 +272,7 @@ int cmd_merge(int argc, char **argv)
 		case 'f': o.force = true; break;
 		case 'S': o.strict = true; break;
 		case 'O': o.offline = true; break;
+		case 'Y': o.fsync = true; break;
 		case 'q': quiet = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;

@@ -5,6 +5,7 @@
 
 #include "geom.h"
 #include "smelt/method.h"
+#include "../simd.h"
 
 enum { P_WEIGHT, P_DENSITY, P_LAMBDA, P_NORMALIZE, P_RESCALE, P_INT8_MASK, N_PARAMS };
 
@@ -53,7 +54,7 @@ static int ta_check(const struct smelt_tensor_job *job, struct smelt_err *err)
  * then y = b + lambda * acc / divisor. */
 #define TA_TILE 1024
 
-static void ta_merge(const struct smelt_tensor_job *job, const struct smelt_block *b, float *out)
+static SMELT_HOT void ta_merge(const struct smelt_tensor_job *job, const struct smelt_block *b, float *out)
 {
 	size_t n = (size_t)(b->nrows * job->cols);
 	float scale = (float)(smelt_pg(job, P_LAMBDA) / divisor(job));

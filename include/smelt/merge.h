@@ -94,6 +94,10 @@ struct smelt_merge_options {
 	bool force;                       /* replace a non-empty OUT */
 	bool strict;                      /* warnings become errors */
 	bool offline;                     /* never download missing Hub models */
+	bool fsync;                       /* flush OUT to disk before it appears under its
+					     name, so it survives a power cut (waits for
+					     the disk); without it OUT is renamed into
+					     place once written, like cp or mergekit */
 };
 
 int smelt_plan_build(const struct smelt_recipe *r, const struct smelt_merge_options *o,

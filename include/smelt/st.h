@@ -128,7 +128,9 @@ int smelt_st_writer_open(struct smelt_st_writer *w, const char *path,
 int smelt_st_writer_pwrite(struct smelt_st_writer *w, uint64_t off, const void *buf, size_t len,
 			   struct smelt_err *err);
 
-/* fsync the file, rename it onto the final path, fsync the folder. */
+/* Close the file and rename it onto the final path. Nothing is flushed to
+ * disk: a caller that needs the file to survive a power cut syncs it (and
+ * its folder) afterwards, as smelt_merge_run() does with --fsync. */
 int smelt_st_writer_commit(struct smelt_st_writer *w, struct smelt_err *err);
 
 /* Close and unlink the temporary file (no-op after commit). */
