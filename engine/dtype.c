@@ -231,6 +231,15 @@ DEFINE_KERNEL(kernel_f32_bf16, float, uint16_t, f32_to_bf16)
 DEFINE_KERNEL(kernel_f32_f16, float, uint16_t, f32_to_f16)
 DEFINE_KERNEL(kernel_f32_f64, float, double, TO_DOUBLE)
 
+#define PREFETCH_DISTANCE 4096
+
+static inline void prefetch_ahead(const uint8_t *src, size_t len, size_t left)
+{
+	if (left > PREFETCH_DISTANCE + len)
+		for (size_t k = 0; k < len; k += 64)
+			__builtin_prefetch(src + PREFETCH_DISTANCE + k);
+}
+
 /* Load m (<= CHUNK) elements of size sz from any address, zero the rest. */
 static void load_chunk(void *buf, const uint8_t *src, size_t m, size_t sz)
 {
@@ -266,6 +275,7 @@ static void load_chunk(void *buf, const uint8_t *src, size_t m, size_t sz)
 		float out[CHUNK] __attribute__((aligned(64)));                                     \
                                                                                                    \
 		for (; n >= CHUNK; n -= CHUNK, src += CHUNK * sizeof(in_t), dst += CHUNK) {        \
+			prefetch_ahead(src, CHUNK * sizeof(in_t), n * sizeof(in_t));               \
 			memcpy(in, src, CHUNK * sizeof(in_t));                                     \
 			kernel(in, dst);                                                           \
 		}                                                                                  \

@@ -112,14 +112,28 @@ static bool load_block(struct run_state *st, size_t i, int worker, struct smelt_
 	return true;
 }
 
-static void stats_chunk(void *ctx, size_t c, int worker)
+/*
+ * Passes over a tensor alternate direction: pass k walks its blocks
+ * backwards when k is odd, the merge counting as pass n_passes. A pass then
+ * starts on the rows the previous one touched last, which are still in the
+ * CPU's caches when the tensor is not much larger than them. Which block a
+ * chunk covers, and the order of the chunk accumulators' fold, stay fixed.
+ */
+static bool backwards(const struct run_state *st)
+{
+	return st->pass & 1;
+}
+
+static void stats_chunk(void *ctx, size_t k, int worker)
 {
 	struct run_state *st = ctx;
+	size_t c = backwards(st) ? st->job->n_chunks - 1 - k : k;
 	size_t first, last;
 	void *acc = st->accs + c * st->job->acc_bytes[st->pass];
 
 	chunk_blocks(st->job, c, &first, &last);
-	for (size_t i = first; i < last; i++) {
+	for (size_t n = first; n < last; n++) {
+		size_t i = backwards(st) ? first + last - 1 - n : n;
 		struct smelt_block b;
 
 		if (should_stop(st) || !load_block(st, i, worker, &b))
@@ -128,9 +142,10 @@ static void stats_chunk(void *ctx, size_t c, int worker)
 	}
 }
 
-static void merge_block(void *ctx, size_t i, int worker)
+static void merge_block(void *ctx, size_t k, int worker)
 {
 	struct run_state *st = ctx;
+	size_t i = backwards(st) ? st->job->n_blocks - 1 - k : k;
 	struct smelt_block b;
 	struct smelt_err e;
 	float *out;
@@ -209,6 +224,7 @@ int smelt_job_execute(const struct smelt_method *m, struct smelt_tensor_job *job
 	for (int pass = 0; pass < job->n_passes; pass++)
 		if ((rc = run_pass(&st, pool, pass)) != 0)
 			goto release;
+	st.pass = job->n_passes;
 	smelt_pool_for(pool, job->n_blocks, merge_block, &st);
 	if (atomic_load(&st.failed))
 		rc = st.err.code ? st.err.code : SMELT_EIO;

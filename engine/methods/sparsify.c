@@ -14,6 +14,7 @@
  * on tiles of 256 elements so that the compiler vectorises them.
  */
 #include "sparsify.h"
+#include "../simd.h"
 
 #include <sched.h>
 #include <stdatomic.h>
@@ -506,13 +507,9 @@ static float rescale_factor(double before, double after)
  * Pass 2 counts threshold-equal keys per block, and only runs when some cut
  * keeps part of its threshold-equal elements. */
 
-/* The hot loops are element-wise (no float reductions across lanes), so an
- * AVX2 clone picked at load time gives the same bits as the SSE2 one. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define SP_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define SP_CLONES
-#endif
+/* The hot loops are element-wise (no float reductions across lanes), so
+ * the AVX-512 and AVX2 clones give the same bits as the SSE2 one. */
+#define SP_CLONES SMELT_HOT
 #define SP_INLINE inline __attribute__((always_inline))
 
 #define L1_BITS 16
