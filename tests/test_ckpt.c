@@ -537,6 +537,32 @@ TEST(read_rows_misaligned)
 	smelt_ckpt_close(&c);
 }
 
+/* A shard cut short after it was opened (a download or copy still running
+ * into it) gives a message naming the file and tensor, not SIGBUS. */
+TEST(read_rows_file_truncated_after_open)
+{
+	const char *names[] = {"a", "b"};
+	struct smelt_ckpt c;
+	struct smelt_err err;
+	const struct smelt_ckpt_tensor *t;
+	float out[6];
+
+	make_dir("cut");
+	write_shard(tmp_path("cut/model.safetensors"), names, 2, 1.0f);
+	CHECK_EQ_INT(smelt_ckpt_open(&c, tmp_path("cut"), &err), 0);
+	t = smelt_ckpt_find(&c, "b");
+	CHECK(t != NULL);
+	if (!t)
+		return;
+	CHECK_EQ_INT(smelt_ckpt_read_rows(&c, t, 0, 2, out, &err), 0);
+	CHECK(out[0] == 11.0f && out[5] == 16.0f);
+	CHECK(truncate(tmp_path("cut/model.safetensors"),
+		       (off_t)(8 + c.shards[0].header_len + t->st->begin + 4)) == 0);
+	CHECK_EQ_INT(smelt_ckpt_read_rows(&c, t, 0, 2, out, &err), SMELT_EIO);
+	CHECK_STR_CONTAINS(err.msg, "model.safetensors: tensor 'b': read failed: the file is shorter");
+	smelt_ckpt_close(&c);
+}
+
 TEST(rows_cols)
 {
 	uint64_t shape[3] = {4, 5, 6}, r, c;
@@ -563,6 +589,7 @@ int main(void)
 	RUN(folder_layouts_and_config);
 	RUN(cache_snapshot_symlinks);
 	RUN(read_rows_misaligned);
+	RUN(read_rows_file_truncated_after_open);
 	RUN(rows_cols);
 	return check_summary();
 }

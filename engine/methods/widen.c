@@ -28,6 +28,7 @@
 #include "smelt/method.h"
 #include "smelt/stats.h"
 #include "widen_core.h"
+#include "../simd.h"
 
 enum { P_THRESHOLD, P_CALIBRATION, P_TEMPERATURE, P_EXCLUDE, N_PARAMS };
 
@@ -299,7 +300,8 @@ static int widen_finish(struct smelt_tensor_job *job, int pass, const void *acc,
 	return 0;
 }
 
-static void widen_merge(const struct smelt_tensor_job *job, const struct smelt_block *b, float *out)
+static SMELT_HOT void widen_merge(const struct smelt_tensor_job *job, const struct smelt_block *b,
+				  float *out)
 {
 	const struct widen_state *st = job->state;
 	size_t cols = (size_t)job->cols, k = (size_t)st->k;

@@ -4,6 +4,7 @@
  * implementation for the merge method and the analysis re-scoring.
  */
 #include "widen_core.h"
+#include "../simd.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -228,20 +229,16 @@ void widen_vector_element(int n, const double *a, const double *thr, const struc
 
 /* The loops below are the hot path of every column statistic; -O2's very
  * cheap vector cost model leaves them scalar, so they ask for O3, and the
- * entry points are also compiled for AVX2 (picked at load time). Vector
- * width never changes the summation order (columns are independent, lanes
- * are explicit), so every clone gives the same bits. */
+ * entry points are also compiled for AVX-512 and AVX2 (SMELT_HOT, picked at
+ * load time). Vector width never changes the summation order (columns are
+ * independent, lanes are explicit), so every clone gives the same bits. */
 #define WIDEN_INLINE inline __attribute__((always_inline))
 #if defined(__GNUC__) && !defined(__clang__)
 #define WIDEN_HOT __attribute__((optimize("O3")))
 #else
 #define WIDEN_HOT /* clang vectorizes these loops at -O2 already */
 #endif
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define WIDEN_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define WIDEN_CLONES
-#endif
+#define WIDEN_CLONES SMELT_HOT
 
 /* Four rows into the column sums (one read-modify-write of the sums per
  * four rows); restrict lets the compiler vectorize. Summation order per

@@ -74,7 +74,9 @@ const uint8_t *smelt_ckpt_bytes(const struct smelt_ckpt *c, const struct smelt_c
 
 /* Convert rows [row0, row0+nrows) of a float tensor to f32. A tensor of
  * shape [d0, d1, ...] is read as d0 rows of (d1*d2*...) elements; a 1-D
- * tensor is one row; a scalar is one row of one element. */
+ * tensor is one row; a scalar is one row of one element. Reads with pread
+ * (not through the mapping); thread-safe; fails with a message naming the
+ * file and tensor when the file is shorter than its header says. */
 int smelt_ckpt_read_rows(const struct smelt_ckpt *c, const struct smelt_ckpt_tensor *t,
 			 uint64_t row0, uint64_t nrows, float *dst, struct smelt_err *err);
 
