@@ -870,11 +870,39 @@ nomem:
 	                  t->info.name);
 }
 
-static int analyse_tensor(struct smelt_stats *s, struct smelt_pool *pool, float **wbuf, size_t ti,
-                          struct smelt_err *err)
+/* Buffers that live for the whole pass. The column sums and row sums are
+ * reused from tensor to tensor: allocating them per tensor got fresh pages
+ * from the kernel each time (above malloc's mmap threshold), and the page
+ * faults and TLB shootdowns of mapping and unmapping them cost about a
+ * tenth of the pass. */
+struct stream_bufs {
+	float **wbuf;     /* per worker: (n + 1) * block_rows * cols floats */
+	double *acc;
+	size_t acc_cap;   /* doubles */
+	double *row_sums;
+	size_t rows_cap;  /* doubles */
+};
+
+/* buf holding at least n doubles (contents undefined), NULL when out of
+ * memory. */
+static double *reserve(double **buf, size_t *cap, size_t n)
+{
+	if (n > *cap) {
+		double *p = realloc(*buf, n * sizeof(double));
+
+		if (!p)
+			return NULL;
+		*buf = p;
+		*cap = n;
+	}
+	return *buf;
+}
+
+static int analyse_tensor(struct smelt_stats *s, struct smelt_pool *pool, struct stream_bufs *sb,
+                          size_t ti, struct smelt_err *err)
 {
 	struct stats_tensor *t = &s->t[ti];
-	struct tensor_run r = {.s = s, .t = t, .ti = ti, .wbuf = wbuf, .pool = pool};
+	struct tensor_run r = {.s = s, .t = t, .ti = ti, .wbuf = sb->wbuf, .pool = pool};
 	size_t n = (size_t)s->n;
 	int rc;
 
@@ -889,7 +917,7 @@ static int analyse_tensor(struct smelt_stats *s, struct smelt_pool *pool, float 
 	case SMELT_BRANCH_MATRIX: r.acc_len = (1 + 2 * n) * (size_t)t->cols; break;
 	case SMELT_BRANCH_MATRIX_T:
 		r.acc_len = 0;
-		r.row_sums = malloc((size_t)t->rows * (1 + 2 * n) * sizeof(double));
+		r.row_sums = reserve(&sb->row_sums, &sb->rows_cap, (size_t)t->rows * (1 + 2 * n));
 		if (!r.row_sums)
 			goto nomem;
 		break;
@@ -901,8 +929,11 @@ static int analyse_tensor(struct smelt_stats *s, struct smelt_pool *pool, float 
 		break;
 	case SMELT_BRANCH_SKIPPED: return 0;
 	}
-	if (r.acc_len && !(r.acc = calloc(r.n_groups * r.acc_len, sizeof(double))))
-		goto nomem;
+	if (r.acc_len) {
+		if (!(r.acc = reserve(&sb->acc, &sb->acc_cap, r.n_groups * r.acc_len)))
+			goto nomem;
+		memset(r.acc, 0, r.n_groups * r.acc_len * sizeof(double));
+	}
 	pthread_mutex_init(&r.elock, NULL);
 	atomic_init(&r.failed, 0);
 	lock(s);
@@ -916,12 +947,9 @@ static int analyse_tensor(struct smelt_stats *s, struct smelt_pool *pool, float 
 	} else {
 		rc = finish_tensor(&r, err);
 	}
-	free(r.acc);
-	free(r.row_sums);
 	free(r.absd);
 	return rc;
 nomem:
-	free(r.row_sums);
 	free(r.absd);
 	return smelt_fail(err, SMELT_ENOMEM, "%s: out of memory for column statistics",
 	                  t->info.name);
@@ -930,6 +958,7 @@ nomem:
 static int stream_all(struct smelt_stats *s, struct smelt_err *err)
 {
 	struct smelt_pool *pool = smelt_pool_new(s->opts.threads);
+	struct stream_bufs sb = {0};
 	float **wbuf = NULL;
 	size_t maxblk = 0;
 	int nw, rc = 0;
@@ -961,7 +990,8 @@ static int stream_all(struct smelt_stats *s, struct smelt_err *err)
 			rc = smelt_fail(err, SMELT_ECANCELED, "divergence analysis cancelled");
 			break;
 		}
-		rc = analyse_tensor(s, pool, wbuf, i, err);
+		sb.wbuf = wbuf;
+		rc = analyse_tensor(s, pool, &sb, i, err);
 		if (rc == 0 && s->opts.on_tensor)
 			s->opts.on_tensor(s->opts.ctx, i);
 	}
@@ -972,6 +1002,8 @@ out:
 	for (int w = 0; wbuf && w < nw; w++)
 		free(wbuf[w]);
 	free(wbuf);
+	free(sb.acc);
+	free(sb.row_sums);
 	smelt_pool_free(pool);
 	return rc;
 }
