@@ -300,6 +300,9 @@ struct gta_state {
 /* Words of one model's histograms in a slot: the high-bit level, or the
  * low-bit level of both cuts. */
 #define HSLOT_WORDS (1u << 16)
+/* level1_block's four uint32 sub-histograms, after the models' histograms
+ * in each slot. */
+#define SUB_HIST_BYTES (4 * sizeof(uint32_t) * HSLOT_WORDS)
 
 static double pm(const struct smelt_tensor_job *job, int i, int p, double def)
 {
@@ -431,7 +434,8 @@ int sp_gta_setup(const struct sp_gta_cfg *cfg, struct smelt_tensor_job *job, str
 		for (int p = 0; p < 3; p++)
 			job->acc_bytes[p] = (size_t)n * 3 * sizeof(double);
 		job->n_passes = 3;
-		if (slots_init(&s->hist, (size_t)n * HSLOT_WORDS * sizeof(uint64_t)) != 0) {
+		if (slots_init(&s->hist, (size_t)n * HSLOT_WORDS * sizeof(uint64_t) +
+		                             SUB_HIST_BYTES) != 0) {
 			slots_free(&s->hist);
 			goto nomem;
 		}
@@ -545,17 +549,46 @@ static double l1_sum(const float *x, const float *base, size_t len)
 	return a;
 }
 
-/* Pass 0: high-16-bit histogram of one model's block. */
-static SP_CLONES void level1_block(const float *x, const float *base, size_t len, uint64_t *h)
+/* Pass 0: high-16-bit histogram of one model's block.
+ *
+ * Deltas crowd into a few buckets (exact zeros and the handful of
+ * magnitudes a fine-tune moves weights by), and incrementing one counter
+ * right after another increment of it waits for that store to complete.
+ * So element j counts into sub-histogram j % 4: increments of the same
+ * bucket are four apart and overlap. The sub-histograms (uint32, zero
+ * between blocks) are folded into h over the range of buckets the block
+ * touched, with bucket 0 (zero and subnormal deltas) on its own so that
+ * zeros do not widen the range. */
+static SP_CLONES void level1_block(const float *x, const float *base, size_t len, uint64_t *h,
+                                   uint32_t (*sub)[L1_N])
 {
 	uint32_t key[TILE];
+	uint32_t lo = L1_N, hi = 0;
 
 	for (size_t o = 0; o < len; o += TILE) {
 		size_t t = len - o < TILE ? len - o : TILE;
+		size_t j = 0;
 
 		tile_keys(x + o, base + o, t, key);
-		for (size_t j = 0; j < t; j++)
-			h[key[j] >> L2_BITS]++;
+		for (size_t k = 0; k < t; k++) { /* vectorised min/max */
+			uint32_t bk = key[k] >> L2_BITS;
+			uint32_t nz = bk ? bk : L1_N;
+
+			lo = nz < lo ? nz : lo;
+			hi = bk > hi ? bk : hi;
+		}
+		for (; j + 4 <= t; j += 4) {
+			sub[0][key[j] >> L2_BITS]++;
+			sub[1][key[j + 1] >> L2_BITS]++;
+			sub[2][key[j + 2] >> L2_BITS]++;
+			sub[3][key[j + 3] >> L2_BITS]++;
+		}
+		for (; j < t; j++)
+			sub[0][key[j] >> L2_BITS]++;
+	}
+	for (uint32_t k = 0; k <= hi; k = k ? k + 1 : lo) {
+		h[k] += (uint64_t)sub[0][k] + sub[1][k] + sub[2][k] + sub[3][k];
+		sub[0][k] = sub[1][k] = sub[2][k] = sub[3][k] = 0;
 	}
 }
 
@@ -752,7 +785,8 @@ static void stats_select(struct gta_state *s, const struct smelt_tensor_job *job
 			if (s->rescale)
 				sel_sums(s, acc, i)[0] += l1_sum(b->x[i], b->base, len);
 			if (sel)
-				level1_block(b->x[i], b->base, len, h);
+				level1_block(b->x[i], b->base, len, h,
+				             (uint32_t(*)[L1_N])(hist + (size_t)s->n * HSLOT_WORDS));
 		} else if (pass == 1 && sel) {
 			level2_block(m, b->x[i], b->base, len, b->index, h, sel_sums(s, acc, i),
 			             s->rescale);
@@ -767,7 +801,7 @@ static void stats_select(struct gta_state *s, const struct smelt_tensor_job *job
 /* Fold every histogram slot into slot 0 and clear the others. */
 static uint64_t *hist_fold(struct gta_state *s)
 {
-	size_t words = s->hist.bytes / sizeof(uint64_t);
+	size_t words = (size_t)s->n * HSLOT_WORDS;
 	uint64_t *dst = s->hist.buf[0];
 
 	for (int k = 1; k < SP_SLOTS; k++) {
