@@ -864,10 +864,10 @@ static int read_converted(const struct smelt_ckpt *c, const struct smelt_ckpt_te
 	return 0;
 }
 
-int smelt_ckpt_read_rows(const struct smelt_ckpt *c, const struct smelt_ckpt_tensor *t,
-			 uint64_t row0, uint64_t nrows, float *dst, struct smelt_err *err)
+static int check_rows(const struct smelt_ckpt *c, const struct smelt_ckpt_tensor *t, uint64_t row0,
+		      uint64_t nrows, uint64_t *cols, struct smelt_err *err)
 {
-	uint64_t rows, cols, esz;
+	uint64_t rows;
 	char nb[256];
 
 	if (!smelt_dtype_is_float(t->st->dtype))
@@ -876,7 +876,7 @@ int smelt_ckpt_read_rows(const struct smelt_ckpt *c, const struct smelt_ckpt_ten
 				  c->shard_names[t->shard],
 				  smelt_st_safe_name(t->name, nb, sizeof(nb)),
 				  smelt_dtype_name(t->st->dtype));
-	smelt_tensor_rows_cols(t->st->ndim, t->st->shape, &rows, &cols);
+	smelt_tensor_rows_cols(t->st->ndim, t->st->shape, &rows, cols);
 	if (row0 > rows || nrows > rows - row0)
 		return smelt_fail(err, SMELT_EINVAL,
 				  "%s: tensor '%s': rows %" PRIu64 "..%" PRIu64
@@ -884,6 +884,31 @@ int smelt_ckpt_read_rows(const struct smelt_ckpt *c, const struct smelt_ckpt_ten
 				  c->shard_names[t->shard],
 				  smelt_st_safe_name(t->name, nb, sizeof(nb)), row0, row0 + nrows,
 				  rows);
+	return 0;
+}
+
+int smelt_ckpt_read_rows(const struct smelt_ckpt *c, const struct smelt_ckpt_tensor *t,
+			 uint64_t row0, uint64_t nrows, float *dst, struct smelt_err *err)
+{
+	uint64_t cols, esz;
+	int rc = check_rows(c, t, row0, nrows, &cols, err);
+
+	if (rc)
+		return rc;
 	esz = smelt_dtype_bits(t->st->dtype) / 8;
 	return read_converted(c, t, row0 * cols * esz, (size_t)(nrows * cols), dst, err);
+}
+
+int smelt_ckpt_read_rows_mapped(const struct smelt_ckpt *c, const struct smelt_ckpt_tensor *t,
+				uint64_t row0, uint64_t nrows, float *dst, struct smelt_err *err)
+{
+	uint64_t cols, esz;
+	int rc = check_rows(c, t, row0, nrows, &cols, err);
+
+	if (rc)
+		return rc;
+	esz = smelt_dtype_bits(t->st->dtype) / 8;
+	smelt_to_f32(t->st->dtype, smelt_ckpt_bytes(c, t) + row0 * cols * esz, dst,
+		     (size_t)(nrows * cols));
+	return 0;
 }

@@ -47,6 +47,7 @@ struct exec {
 	double scale;
 	uint64_t out_offset;       /* file offset of the tensor's first byte */
 	double *weights;           /* where the method reports mean weights, or NULL */
+	const struct smelt_tensor_job *job; /* the job being run */
 	bool durable;              /* --fsync: start writeback early */
 	uint64_t last_writeback;   /* bytes_written when writeback was last started */
 	struct smelt_st_writer *writer;
@@ -94,7 +95,12 @@ static int read_input(struct exec *ex, int k, const struct smelt_block *b, float
 	smelt_tensor_rows_cols(in->t->st->ndim, in->t->st->shape, &rows_avail, &cols);
 	if (row0 < rows_avail) {
 		uint64_t take = rows_avail - row0 < n ? rows_avail - row0 : n;
-		int rc = smelt_ckpt_read_rows(c, in->t, row0, take, dst, err);
+		/* A tensor read once is read with pread; one the method reads in
+		 * statistics passes and again to merge goes through the mapping,
+		 * faulted in once (setup fixed n_passes before the first load). */
+		int rc = ex->job->n_passes > 0
+				 ? smelt_ckpt_read_rows_mapped(c, in->t, row0, take, dst, err)
+				 : smelt_ckpt_read_rows(c, in->t, row0, take, dst, err);
 
 		if (rc)
 			return rc;
@@ -110,6 +116,7 @@ static int read_input(struct exec *ex, int k, const struct smelt_block *b, float
 static int exec_load(void *ctx, int worker, struct smelt_block *b, struct smelt_err *err)
 {
 	struct exec *ex = ctx;
+
 	struct worker_bufs *w = &ex->w[worker];
 	size_t stride = ex->cap;
 	int first = 0;
@@ -237,6 +244,7 @@ static int run_job(struct exec *ex, const struct smelt_method *m, struct smelt_t
 	if (rc)
 		return smelt_fail(err, rc, "%s: out of memory for block buffers", job->name);
 	ex->cols = job->cols;
+	ex->job = job;
 	return smelt_job_execute(m, job, ex->pool, &io, err);
 }
 

@@ -80,6 +80,14 @@ const uint8_t *smelt_ckpt_bytes(const struct smelt_ckpt *c, const struct smelt_c
 int smelt_ckpt_read_rows(const struct smelt_ckpt *c, const struct smelt_ckpt_tensor *t,
 			 uint64_t row0, uint64_t nrows, float *dst, struct smelt_err *err);
 
+/* The same through the shard's mapping: the first read of a page faults it
+ * in (slower than pread's copy), later reads cost nothing but the
+ * conversion. For a tensor read several times (methods with statistics
+ * passes); the caller drops the pages afterwards (madvise). The file must
+ * not shrink while mapped. */
+int smelt_ckpt_read_rows_mapped(const struct smelt_ckpt *c, const struct smelt_ckpt_tensor *t,
+				uint64_t row0, uint64_t nrows, float *dst, struct smelt_err *err);
+
 /* Rows and columns of the 2-D view described above. */
 void smelt_tensor_rows_cols(int ndim, const uint64_t *shape, uint64_t *rows, uint64_t *cols);
 
