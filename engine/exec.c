@@ -206,8 +206,8 @@ static const struct smelt_method copy_method = {
 
 /* ---- running one tensor ---- */
 
-static void fill_job(struct exec *ex, struct smelt_tensor_job *job, uint64_t rows, int n_models,
-		     bool has_base, const uint64_t *keys)
+static void fill_job(struct exec *ex, struct smelt_tensor_job *job, const struct smelt_method *m,
+		     uint64_t rows, int n_models, bool has_base, const uint64_t *keys)
 {
 	const struct smelt_plan_tensor *t = ex->t;
 
@@ -224,7 +224,7 @@ static void fill_job(struct exec *ex, struct smelt_tensor_job *job, uint64_t row
 	job->n_models = n_models;
 	job->has_base = has_base;
 	job->rng_key = keys;
-	smelt_job_layout(job);
+	smelt_job_layout(job, m);
 }
 
 static int run_job(struct exec *ex, const struct smelt_method *m, struct smelt_tensor_job *job,
@@ -262,7 +262,7 @@ static int copy_rows(struct exec *ex, const struct smelt_plan_input *in, uint64_
 	ex->job_has_base = false;
 	ex->row_offset = row0;
 	ex->mean_rows = &no_mean;
-	fill_job(ex, &job, rows - row0, 1, false, &key);
+	fill_job(ex, &job, &copy_method, rows - row0, 1, false, &key);
 	job.n_params = 1;
 	job.pg = &scale;
 	return run_job(ex, &copy_method, &job, err);
@@ -389,7 +389,7 @@ static int merge_tensor(struct exec *ex, struct smelt_err *err)
 	ex->job_has_base = t->has_base;
 	ex->row_offset = 0;
 	ex->mean_rows = means;
-	fill_job(ex, &job, t->ndim ? t->merge_rows : 1, t->n_inputs, t->has_base, keys);
+	fill_job(ex, &job, p->method, t->ndim ? t->merge_rows : 1, t->n_inputs, t->has_base, keys);
 	job.n_params = p->method->n_params;
 	job.pg = t->pg;
 	job.pm = t->pm;

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t block_budget_bytes(void)
+uint64_t smelt_method_block_bytes(const struct smelt_method *m)
 {
 	const char *env = getenv("SMELT_BLOCK_BYTES");
 
@@ -24,12 +24,12 @@ static uint64_t block_budget_bytes(void)
 		if (*end == '\0' && v >= 4)
 			return v;
 	}
-	return SMELT_BLOCK_BYTES_DEFAULT;
+	return m && !m->stats ? SMELT_BLOCK_BYTES_STREAM : SMELT_BLOCK_BYTES_DEFAULT;
 }
 
-void smelt_job_layout(struct smelt_tensor_job *job)
+void smelt_job_layout(struct smelt_tensor_job *job, const struct smelt_method *m)
 {
-	uint64_t budget = block_budget_bytes();
+	uint64_t budget = smelt_method_block_bytes(m);
 	uint64_t row_bytes;
 
 	smelt_tensor_rows_cols(job->ndim, job->shape, &job->rows, &job->cols);
@@ -287,7 +287,7 @@ int smelt_run_job_mem(const struct smelt_method *m, struct smelt_tensor_job *job
 	struct job_io io = {.load = mem_load, .out_buf = mem_out, .store = mem_store, .ctx = &mi};
 	int rc;
 
-	smelt_job_layout(job);
+	smelt_job_layout(job, m);
 	job->has_base = base != NULL;
 	if (m->check && (rc = m->check(job, err)) != 0)
 		return rc;

@@ -27,9 +27,9 @@ struct job_io {
 	double *weights;          /* [n_models] receives method->weights(), may be NULL */
 };
 
-/* Default per-input block budget in bytes of f32 (overridable for tests with
- * the SMELT_BLOCK_BYTES environment variable). */
+/* Per-input block budgets in bytes of f32 (smelt_method_block_bytes). */
 #define SMELT_BLOCK_BYTES_DEFAULT (256u * 1024u)
+#define SMELT_BLOCK_BYTES_STREAM  (1024u * 1024u)
 /* Chunks per tensor for statistics passes: a fixed number, so the fold order
  * never depends on the thread count. */
 #define SMELT_MAX_CHUNKS 16

@@ -582,7 +582,7 @@ static void plan_tensor(struct planner *pl, size_t slice, const char *out_name, 
 		memcpy(job.shape, t->shape, sizeof(job.shape));
 		if (job.ndim)
 			job.shape[0] = t->merge_rows;
-		smelt_job_layout(&job);
+		smelt_job_layout(&job, m);
 		if (m->check(&job, &err) != 0 && pl->check_failures++ < MAX_CHECK_REPORTS)
 			smelt_diag_add(pl->diag, SMELT_DIAG_ERROR, "", "%s", err.msg);
 	}
@@ -902,7 +902,8 @@ static void estimate_memory(struct smelt_plan *p)
 	/* Per worker: every input block, the output block and its converted
 	 * bytes; plus per-tensor statistics (a few doubles per column per model
 	 * per chunk) and the plan itself. */
-	p->peak_memory = (uint64_t)p->threads * (uint64_t)(inputs + 2) * (256u * 1024u) +
+	p->peak_memory = (uint64_t)p->threads * (uint64_t)(inputs + 2) *
+				 smelt_method_block_bytes(p->method) +
 			 widest * 8u * 4u * (uint64_t)inputs * 16u + p->n_tensors * 512u +
 			 (16u << 20);
 }

@@ -186,7 +186,7 @@ static void method_weights(size_t ti, double t, double sc, double T, double *mea
 	job.pg = pg;
 	job.pm = pm;
 	job.rng_key = keys;
-	smelt_job_layout(&job);
+	smelt_job_layout(&job, m);
 	job.block_rows = job.rows;
 	job.n_blocks = job.n_chunks = 1;
 	CHECK(m->setup(&job, &err) == 0);

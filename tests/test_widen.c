@@ -694,7 +694,7 @@ static void provenance_case(const char *name, int ndim, const uint64_t *shape)
 		fill(x[i], numel, 2 + (uint32_t)i, 1.0f);
 	}
 	tjob_init(&t, name, ndim, shape, 2, 1.0, 1.0, 1.0);
-	smelt_job_layout(&t.job);
+	smelt_job_layout(&t.job, &smelt_method_widen);
 	t.job.block_rows = t.job.rows;
 	t.job.n_blocks = 1;
 	t.job.n_chunks = 1;
@@ -768,7 +768,7 @@ TEST(provenance_matches_vectors)
 		        cJSON_GetObjectItem(cJSON_GetObjectItem(in, "models"), "pt_large"), name),
 		    numel);
 		tjob_init(&t, name, ndim, shape, 2, 1.0, 1.0, 1.0);
-		smelt_job_layout(&t.job);
+		smelt_job_layout(&t.job, &smelt_method_widen);
 		t.job.block_rows = t.job.rows;
 		t.job.n_blocks = t.job.n_chunks = 1;
 		CHECK(M->setup(&t.job, &err) == 0);

@@ -180,7 +180,14 @@ int smelt_run_job_mem(const struct smelt_method *m, struct smelt_tensor_job *job
 		      struct smelt_err *err);
 
 /* Fill job->rows/cols/numel, block_rows, n_blocks and n_chunks from
- * job->shape and the number of inputs (the executor's block budget). */
-void smelt_job_layout(struct smelt_tensor_job *job);
+ * job->shape and m's block budget (smelt_method_block_bytes). */
+void smelt_job_layout(struct smelt_tensor_job *job, const struct smelt_method *m);
+
+/* Bytes of f32 per input in one block for method m: 1 MiB for methods
+ * that read each element once (no statistics callback), where bigger
+ * blocks mean fewer reads and writes; 256 KiB for methods with statistics
+ * passes, whose per-block working set should stay in cache. The
+ * SMELT_BLOCK_BYTES environment variable overrides both (tests). */
+uint64_t smelt_method_block_bytes(const struct smelt_method *m);
 
 #endif
