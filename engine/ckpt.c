@@ -899,6 +899,20 @@ int smelt_ckpt_read_rows(const struct smelt_ckpt *c, const struct smelt_ckpt_ten
 	return read_converted(c, t, row0 * cols * esz, (size_t)(nrows * cols), dst, err);
 }
 
+int smelt_ckpt_read_raw(const struct smelt_ckpt *c, const struct smelt_ckpt_tensor *t,
+			uint64_t row0, uint64_t nrows, void *dst, struct smelt_err *err)
+{
+	const struct smelt_st_file *f = &c->shards[t->shard];
+	uint64_t cols, esz;
+	int rc = check_rows(c, t, row0, nrows, &cols, err);
+
+	if (rc)
+		return rc;
+	esz = smelt_dtype_bits(t->st->dtype) / 8;
+	return pread_all(c, t, dst, (size_t)(nrows * cols * esz),
+			 8 + f->header_len + t->st->begin + row0 * cols * esz, err);
+}
+
 int smelt_ckpt_read_rows_mapped(const struct smelt_ckpt *c, const struct smelt_ckpt_tensor *t,
 				uint64_t row0, uint64_t nrows, float *dst, struct smelt_err *err)
 {

@@ -10,6 +10,7 @@
 
 #include <string.h>
 
+#include "floatbits.h"
 #include "simd.h"
 
 struct dtype_info {
@@ -110,44 +111,7 @@ bool smelt_dtype_is_float(enum smelt_dtype dt)
 
 /* ---- bit-level scalar kernels (inline so the bulk loops vectorise) ---- */
 
-static inline uint32_t f32_bits(float f)
-{
-	uint32_t u;
-
-	memcpy(&u, &f, sizeof(u));
-	return u;
-}
-
-static inline float bits_f32(uint32_t u)
-{
-	float f;
-
-	memcpy(&f, &u, sizeof(f));
-	return f;
-}
-
-/* mask is all ones or all zeros. */
-static inline uint32_t select_u32(uint32_t mask, uint32_t a, uint32_t b)
-{
-	return (a & mask) | (b & ~mask);
-}
-
-static inline float bf16_to_f32(uint16_t h)
-{
-	return bits_f32((uint32_t)h << 16);
-}
-
-static inline uint16_t f32_to_bf16(float f)
-{
-	uint32_t u = f32_bits(f);
-	/* Round to nearest even: add 0x7fff plus the lowest kept bit. */
-	uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-	/* NaN: keep sign and top payload bits, force the quiet bit. */
-	uint32_t nan = (u >> 16) | 0x0040u;
-	uint32_t nan_mask = 0u - (uint32_t)((u & 0x7fffffffu) > 0x7f800000u);
-
-	return (uint16_t)select_u32(nan_mask, nan, rounded);
-}
+/* bf16 lives in floatbits.h, shared with the fused method kernels. */
 
 static inline float f16_to_f32(uint16_t h)
 {
@@ -155,44 +119,44 @@ static inline float f16_to_f32(uint16_t h)
 	uint32_t mag = (uint32_t)(h & 0x7fffu) << 13;
 	/* Scaling by 2^112 re-biases the exponent (15 -> 127) and turns f16
 	 * subnormals, which land as f32 subnormals, into exact normals. */
-	uint32_t scaled = f32_bits(bits_f32(mag) * 0x1p112f);
+	uint32_t scaled = smelt_f32_bits(smelt_bits_f32(mag) * 0x1p112f);
 	/* Inf/NaN: exponent all ones, payload kept bit for bit. */
 	uint32_t special = mag | 0x7f800000u;
 	uint32_t special_mask = 0u - (uint32_t)((h & 0x7c00u) == 0x7c00u);
 
-	return bits_f32(sign | select_u32(special_mask, special, scaled));
+	return smelt_bits_f32(sign | smelt_select_u32(special_mask, special, scaled));
 }
 
 static inline uint16_t f32_to_f16(float f)
 {
-	uint32_t u = f32_bits(f);
+	uint32_t u = smelt_f32_bits(f);
 	uint32_t sign = (u >> 16) & 0x8000u;
 	uint32_t a = u & 0x7fffffffu;
 	/* Normal range: re-bias (127 -> 15) and round to nearest even. */
 	uint32_t normal = (a + 0xfffu + ((a >> 13) & 1u) - 0x38000000u) >> 13;
 	/* Below 2^-14: adding 0.5 leaves an ulp of 2^-24, so the FPU's own
 	 * round-to-nearest-even produces the f16 subnormal in the low bits. */
-	uint32_t sub = f32_bits(bits_f32(a) + 0.5f) - 0x3f000000u;
+	uint32_t sub = smelt_f32_bits(smelt_bits_f32(a) + 0.5f) - 0x3f000000u;
 	uint32_t nan = 0x7e00u | ((a >> 13) & 0x3ffu);
 	/* Masks instead of branches, so the bulk loop vectorises. */
 	uint32_t is_normal = 0u - (uint32_t)(a >= 0x38800000u);
 	uint32_t is_inf = 0u - (uint32_t)(a >= 0x477ff000u); /* >= 65520 rounds to Inf */
 	uint32_t is_nan = 0u - (uint32_t)(a > 0x7f800000u);
-	uint32_t r = select_u32(is_normal, normal, sub);
+	uint32_t r = smelt_select_u32(is_normal, normal, sub);
 
-	r = select_u32(is_inf, 0x7c00u, r);
-	r = select_u32(is_nan, nan, r);
+	r = smelt_select_u32(is_inf, 0x7c00u, r);
+	r = smelt_select_u32(is_nan, nan, r);
 	return (uint16_t)(sign | r);
 }
 
 float smelt_bf16_to_f32(uint16_t h)
 {
-	return bf16_to_f32(h);
+	return smelt_bf16_f32_inline(h);
 }
 
 uint16_t smelt_f32_to_bf16(float f)
 {
-	return f32_to_bf16(f);
+	return smelt_f32_bf16_inline(f);
 }
 
 float smelt_f16_to_f32(uint16_t h)
@@ -224,10 +188,10 @@ uint16_t smelt_f32_to_f16(float f)
 
 #define TO_FLOAT(x) ((float)(x))
 #define TO_DOUBLE(x) ((double)(x))
-DEFINE_KERNEL(kernel_bf16_f32, uint16_t, float, bf16_to_f32)
+DEFINE_KERNEL(kernel_bf16_f32, uint16_t, float, smelt_bf16_f32_inline)
 DEFINE_KERNEL(kernel_f16_f32, uint16_t, float, f16_to_f32)
 DEFINE_KERNEL(kernel_f64_f32, double, float, TO_FLOAT)
-DEFINE_KERNEL(kernel_f32_bf16, float, uint16_t, f32_to_bf16)
+DEFINE_KERNEL(kernel_f32_bf16, float, uint16_t, smelt_f32_bf16_inline)
 DEFINE_KERNEL(kernel_f32_f16, float, uint16_t, f32_to_f16)
 DEFINE_KERNEL(kernel_f32_f64, float, double, TO_DOUBLE)
 

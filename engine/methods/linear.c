@@ -2,6 +2,8 @@
 #include <math.h>
 
 #include "smelt/method.h"
+#include "../floatbits.h"
+#include "../simd.h"
 
 enum { P_WEIGHT, P_NORMALIZE, N_PARAMS };
 
@@ -58,6 +60,22 @@ static void linear_merge(const struct smelt_tensor_job *job, const struct smelt_
 	}
 }
 
+/* linear_merge on bf16 inputs and output (no base: linear has none). */
+static SMELT_HOT void linear_merge_bf16(const struct smelt_tensor_job *job, const uint16_t *base,
+                                        const uint16_t *const *x, uint16_t *out, size_t n)
+{
+	double div = smelt_pg(job, P_NORMALIZE) != 0 ? weight_sum(job) : 1.0;
+
+	(void)base;
+	for (size_t e = 0; e < n; e++) {
+		double s = 0;
+
+		for (int i = 0; i < job->n_models; i++)
+			s += weight_of(job, i) * (double)smelt_bf16_f32_inline(x[i][e]);
+		out[e] = smelt_f32_bf16_inline((float)(s / div));
+	}
+}
+
 const struct smelt_method smelt_method_linear = {
     .name = "linear",
     .summary = "weighted average of the models",
@@ -74,4 +92,5 @@ const struct smelt_method smelt_method_linear = {
     .n_params = N_PARAMS,
     .check = linear_check,
     .merge = linear_merge,
+    .merge_bf16 = linear_merge_bf16,
 };

@@ -5,6 +5,7 @@
 
 #include "geom.h"
 #include "smelt/method.h"
+#include "../floatbits.h"
 #include "../simd.h"
 
 enum { P_WEIGHT, P_DENSITY, P_LAMBDA, P_NORMALIZE, P_RESCALE, P_INT8_MASK, N_PARAMS };
@@ -78,6 +79,33 @@ static SMELT_HOT void ta_merge(const struct smelt_tensor_job *job, const struct 
 	}
 }
 
+/* ta_merge on bf16 inputs and output: the same f32 operations in the same
+ * order, converting on the way in and rounding on the way out. */
+static SMELT_HOT void ta_merge_bf16(const struct smelt_tensor_job *job, const uint16_t *base,
+                                   const uint16_t *const *x, uint16_t *out, size_t n)
+{
+	float scale = (float)(smelt_pg(job, P_LAMBDA) / divisor(job));
+	float acc[TA_TILE], b[TA_TILE];
+
+	for (size_t t0 = 0; t0 < n; t0 += TA_TILE) {
+		size_t len = n - t0 < TA_TILE ? n - t0 : TA_TILE;
+
+		for (size_t e = 0; e < len; e++) {
+			b[e] = smelt_bf16_f32_inline(base[t0 + e]);
+			acc[e] = 0.0f;
+		}
+		for (int i = 0; i < job->n_models; i++) {
+			const uint16_t *xi = x[i] + t0;
+			float w = (float)weight_of(job, i);
+
+			for (size_t e = 0; e < len; e++)
+				acc[e] += w * (smelt_bf16_f32_inline(xi[e]) - b[e]);
+		}
+		for (size_t e = 0; e < len; e++)
+			out[t0 + e] = smelt_f32_bf16_inline(b[e] + acc[e] * scale);
+	}
+}
+
 const struct smelt_method smelt_method_task_arithmetic = {
     .name = "task_arithmetic",
     .summary = "base + lambda * weighted sum of task vectors",
@@ -95,4 +123,5 @@ const struct smelt_method smelt_method_task_arithmetic = {
     .n_params = N_PARAMS,
     .check = ta_check,
     .merge = ta_merge,
+    .merge_bf16 = ta_merge_bf16,
 };

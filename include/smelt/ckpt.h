@@ -80,6 +80,11 @@ const uint8_t *smelt_ckpt_bytes(const struct smelt_ckpt *c, const struct smelt_c
 int smelt_ckpt_read_rows(const struct smelt_ckpt *c, const struct smelt_ckpt_tensor *t,
 			 uint64_t row0, uint64_t nrows, float *dst, struct smelt_err *err);
 
+/* Rows [row0, row0+nrows) as stored (the tensor's own dtype, no
+ * conversion), with pread. */
+int smelt_ckpt_read_raw(const struct smelt_ckpt *c, const struct smelt_ckpt_tensor *t,
+			uint64_t row0, uint64_t nrows, void *dst, struct smelt_err *err);
+
 /* The same through the shard's mapping: the first read of a page faults it
  * in (slower than pread's copy), later reads cost nothing but the
  * conversion. For a tensor read several times (methods with statistics

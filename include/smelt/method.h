@@ -153,6 +153,15 @@ struct smelt_method {
 	void (*merge)(const struct smelt_tensor_job *job, const struct smelt_block *b, float *out);
 	void (*release)(struct smelt_tensor_job *job);
 
+	/* Optional, for element-wise methods without setup or statistics: the
+	 * merge of n elements when every input and the output are bfloat16
+	 * (most LLM checkpoints), giving exactly the bits that converting to
+	 * f32, merge() and rounding to bf16 give, without the f32 round trip.
+	 * base is NULL when the job has none. The executor uses it when it
+	 * applies; tests pin it to merge(). */
+	void (*merge_bf16)(const struct smelt_tensor_job *job, const uint16_t *base,
+			   const uint16_t *const *x, uint16_t *out, size_t n);
+
 	/* Optional, for the model card's provenance: after the merge pass (and
 	 * before release), the mean weight each model received in this tensor,
 	 * written to mean_weight[0..n_models). */
