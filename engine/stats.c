@@ -744,6 +744,57 @@ static void process_block(struct tensor_run *r, size_t g, uint64_t row0, uint64_
 	}
 }
 
+/* Matrix tensors whose inputs are all bfloat16 are read as stored and
+ * summed by the bf16 kernels, which convert in registers: the same sums
+ * without writing and rereading f32 copies of the rows. */
+static bool raw_bf16(const struct tensor_run *r)
+{
+	const struct stats_tensor *t = r->t;
+
+	if (t->info.branch != SMELT_BRANCH_MATRIX && t->info.branch != SMELT_BRANCH_MATRIX_T)
+		return false;
+	if (t->bt->st->dtype != SMELT_BF16)
+		return false;
+	for (int m = 0; m < r->s->n; m++)
+		if (t->mt[m]->st->dtype != SMELT_BF16)
+			return false;
+	return true;
+}
+
+static void process_block_bf16(struct tensor_run *r, size_t g, uint64_t row0, uint64_t nrows,
+                               const uint16_t *b, const uint16_t *const *x)
+{
+	int n = r->s->n;
+	size_t cols = (size_t)r->t->cols;
+
+	if (r->t->info.branch == SMELT_BRANCH_MATRIX) {
+		widen_accumulate_columns_bf16(b, x, n, cols, (size_t)nrows, r->acc + g * r->acc_len);
+		return;
+	}
+	for (uint64_t i = 0; i < nrows; i++)
+		widen_row_sums_bf16(b + i * cols, x, (size_t)i * cols, n, cols,
+		                    r->row_sums + (size_t)(row0 + i) * (1 + 2 * (size_t)n));
+}
+
+/* Rows [row0, row0 + nrows) of the base into buf and of model m into x[m],
+ * as f32 or (raw) as stored. */
+static int read_block(struct tensor_run *r, bool raw, uint64_t row0, uint64_t nrows, float *buf,
+                      const float *const *x, struct smelt_err *e)
+{
+	struct smelt_stats *s = r->s;
+	struct stats_tensor *t = r->t;
+
+	if (raw ? smelt_ckpt_read_raw(s->base, t->bt, row0, nrows, buf, e)
+	        : smelt_ckpt_read_rows(s->base, t->bt, row0, nrows, buf, e))
+		return e->code;
+	for (int m = 0; m < s->n; m++)
+		if (raw ? smelt_ckpt_read_raw(s->models[m], t->mt[m], row0, nrows, (void *)x[m], e)
+		        : smelt_ckpt_read_rows(s->models[m], t->mt[m], row0, nrows, (float *)x[m],
+		                               e))
+			return e->code;
+	return 0;
+}
+
 static void run_group(void *ctx, size_t g, int worker)
 {
 	struct tensor_run *r = ctx;
@@ -754,6 +805,7 @@ static void run_group(void *ctx, size_t g, int worker)
 	size_t blk = (size_t)r->block_rows * (size_t)t->cols;
 	float *buf = r->wbuf[worker];
 	const float *x[WIDEN_MAX_MODELS];
+	bool raw = raw_bf16(r);
 	struct smelt_err e;
 
 	for (int m = 0; m < s->n; m++)
@@ -770,20 +822,18 @@ static void run_group(void *ctx, size_t g, int worker)
 			run_fail(r, &e);
 			return;
 		}
-		if (smelt_ckpt_read_rows(s->base, t->bt, row0, nrows, buf, &e)) {
+		if (read_block(r, raw, row0, nrows, buf, x, &e) != 0) {
 			run_fail(r, &e);
 			return;
 		}
 		bytes = nrows * t->cols * smelt_dtype_bits(t->bt->st->dtype) / 8;
-		for (int m = 0; m < s->n; m++) {
-			if (smelt_ckpt_read_rows(s->models[m], t->mt[m], row0, nrows, (float *)x[m],
-			                         &e)) {
-				run_fail(r, &e);
-				return;
-			}
+		for (int m = 0; m < s->n; m++)
 			bytes += nrows * t->cols * smelt_dtype_bits(t->mt[m]->st->dtype) / 8;
-		}
-		process_block(r, g, row0, nrows, buf, x);
+		if (raw)
+			process_block_bf16(r, g, row0, nrows, (const uint16_t *)(void *)buf,
+			                   (const uint16_t *const *)(const void *)x);
+		else
+			process_block(r, g, row0, nrows, buf, x);
 		atomic_fetch_add(&s->bytes_read, bytes);
 	}
 }

@@ -4,6 +4,7 @@
  * implementation for the merge method and the analysis re-scoring.
  */
 #include "widen_core.h"
+#include "../floatbits.h"
 #include "../simd.h"
 
 #include <math.h>
@@ -240,110 +241,127 @@ void widen_vector_element(int n, const double *a, const double *thr, const struc
 #endif
 #define WIDEN_CLONES SMELT_HOT
 
-/* Four rows into the column sums (one read-modify-write of the sums per
- * four rows); restrict lets the compiler vectorize. Summation order per
- * column: ((r0 + r1) + (r2 + r3)) added to the running sum. */
-static WIDEN_HOT WIDEN_INLINE void accumulate_rows4(const float *restrict b,
-                                                    const float *restrict w, size_t cols,
-                                                    double *restrict ww, double *restrict wb)
-{
-	const float *b1 = b + cols, *b2 = b1 + cols, *b3 = b2 + cols;
-	const float *w1 = w + cols, *w2 = w1 + cols, *w3 = w2 + cols;
+/*
+ * The column kernels exist for f32 rows and for rows of raw bfloat16 (read
+ * as stored, converted in registers): one template, instantiated twice, so
+ * both compute exactly the same sums. LOAD(p, j) is element j of p as a
+ * double; every float and bfloat16 value converts to double exactly.
+ */
+#define LOAD_F32(p, j)  ((double)(p)[j])
+#define LOAD_BF16(p, j) ((double)smelt_bf16_f32_inline((p)[j]))
 
-	for (size_t j = 0; j < cols; j++) {
-		double x0 = w[j], x1 = w1[j], x2 = w2[j], x3 = w3[j];
-
-		ww[j] += (x0 * x0 + x1 * x1) + (x2 * x2 + x3 * x3);
-		wb[j] += (x0 * (double)b[j] + x1 * (double)b1[j]) +
-		         (x2 * (double)b2[j] + x3 * (double)b3[j]);
+/* rows4: four rows into the column sums (one read-modify-write of the sums
+ * per four rows); restrict lets the compiler vectorize. Summation order per
+ * column: ((r0 + r1) + (r2 + r3)) added to the running sum.
+ * dots: a contiguous column's dot products in four interleaved partial
+ * sums (fixed order: lanes combined as (l0 + l1) + (l2 + l3), then the
+ * tail), which the compiler can keep in vector registers. */
+#define DEFINE_COLUMN_KERNELS(SUF, T, LOAD, ACCUMULATE_COLUMNS, ROW_SUMS)                         \
+	static WIDEN_HOT WIDEN_INLINE void rows4_##SUF(const T *restrict b, const T *restrict w,  \
+	                                               size_t cols, double *restrict ww,          \
+	                                               double *restrict wb)                       \
+	{                                                                                         \
+		const T *b1 = b + cols, *b2 = b1 + cols, *b3 = b2 + cols;                         \
+		const T *w1 = w + cols, *w2 = w1 + cols, *w3 = w2 + cols;                         \
+                                                                                                  \
+		for (size_t j = 0; j < cols; j++) {                                               \
+			double x0 = LOAD(w, j), x1 = LOAD(w1, j), x2 = LOAD(w2, j),               \
+			       x3 = LOAD(w3, j);                                                  \
+                                                                                                  \
+			ww[j] += (x0 * x0 + x1 * x1) + (x2 * x2 + x3 * x3);                       \
+			wb[j] += (x0 * LOAD(b, j) + x1 * LOAD(b1, j)) +                           \
+			         (x2 * LOAD(b2, j) + x3 * LOAD(b3, j));                           \
+		}                                                                                 \
+	}                                                                                         \
+                                                                                                  \
+	static WIDEN_HOT WIDEN_INLINE void sq4_##SUF(const T *restrict b, size_t cols,            \
+	                                             double *restrict bb)                         \
+	{                                                                                         \
+		const T *b1 = b + cols, *b2 = b1 + cols, *b3 = b2 + cols;                         \
+                                                                                                  \
+		for (size_t j = 0; j < cols; j++) {                                               \
+			double x0 = LOAD(b, j), x1 = LOAD(b1, j), x2 = LOAD(b2, j),               \
+			       x3 = LOAD(b3, j);                                                  \
+                                                                                                  \
+			bb[j] += (x0 * x0 + x1 * x1) + (x2 * x2 + x3 * x3);                       \
+		}                                                                                 \
+	}                                                                                         \
+                                                                                                  \
+	static WIDEN_HOT WIDEN_INLINE void row1_##SUF(const T *restrict br, const T *restrict wr, \
+	                                              size_t cols, double *restrict ww,           \
+	                                              double *restrict wb)                        \
+	{                                                                                         \
+		for (size_t j = 0; j < cols; j++) {                                               \
+			double w = LOAD(wr, j);                                                   \
+                                                                                                  \
+			ww[j] += w * w;                                                           \
+			wb[j] += w * LOAD(br, j);                                                 \
+		}                                                                                 \
+	}                                                                                         \
+                                                                                                  \
+	static WIDEN_HOT WIDEN_INLINE void sq1_##SUF(const T *restrict br, size_t cols,           \
+	                                             double *restrict bb)                         \
+	{                                                                                         \
+		for (size_t j = 0; j < cols; j++)                                                 \
+			bb[j] += LOAD(br, j) * LOAD(br, j);                                       \
+	}                                                                                         \
+                                                                                                  \
+	WIDEN_HOT WIDEN_CLONES void ACCUMULATE_COLUMNS(const T *b, const T *const *x, int n,      \
+	                                               size_t cols, size_t nrows, double *acc)    \
+	{                                                                                         \
+		size_t r = 0;                                                                     \
+                                                                                                  \
+		for (; r + 4 <= nrows; r += 4) {                                                  \
+			const T *br = b + r * cols;                                               \
+                                                                                                  \
+			sq4_##SUF(br, cols, acc);                                                 \
+			for (int i = 0; i < n; i++)                                               \
+				rows4_##SUF(br, x[i] + r * cols, cols,                            \
+				            acc + (size_t)(1 + 2 * i) * cols,                     \
+				            acc + (size_t)(2 + 2 * i) * cols);                    \
+		}                                                                                 \
+		for (; r < nrows; r++) {                                                          \
+			const T *br = b + r * cols;                                               \
+                                                                                                  \
+			sq1_##SUF(br, cols, acc);                                                 \
+			for (int i = 0; i < n; i++)                                               \
+				row1_##SUF(br, x[i] + r * cols, cols,                             \
+				           acc + (size_t)(1 + 2 * i) * cols,                      \
+				           acc + (size_t)(2 + 2 * i) * cols);                     \
+		}                                                                                 \
+	}                                                                                         \
+                                                                                                  \
+	static WIDEN_HOT WIDEN_INLINE void dots_##SUF(const T *restrict b, const T *restrict w,   \
+	                                              size_t len, double *ww_out, double *wb_out) \
+	{                                                                                         \
+		double ww[4] = {0, 0, 0, 0}, wb[4] = {0, 0, 0, 0}, tw = 0, tb = 0;                \
+		size_t j = 0;                                                                     \
+                                                                                                  \
+		for (; j + 4 <= len; j += 4)                                                      \
+			for (int l = 0; l < 4; l++) {                                             \
+				double x = LOAD(w, j + l);                                        \
+                                                                                                  \
+				ww[l] += x * x;                                                   \
+				wb[l] += x * LOAD(b, j + l);                                      \
+			}                                                                         \
+		for (; j < len; j++) {                                                            \
+			tw += LOAD(w, j) * LOAD(w, j);                                            \
+			tb += LOAD(w, j) * LOAD(b, j);                                            \
+		}                                                                                 \
+		*ww_out = ((ww[0] + ww[1]) + (ww[2] + ww[3])) + tw;                               \
+		*wb_out = ((wb[0] + wb[1]) + (wb[2] + wb[3])) + tb;                               \
+	}                                                                                         \
+                                                                                                  \
+	WIDEN_HOT WIDEN_CLONES void ROW_SUMS(const T *b, const T *const *x, size_t off, int n,    \
+	                                     size_t len, double *out)                             \
+	{                                                                                         \
+		double unused;                                                                    \
+                                                                                                  \
+		dots_##SUF(b, b, len, &out[0], &unused);                                          \
+		for (int i = 0; i < n; i++)                                                       \
+			dots_##SUF(b, x[i] + off, len, &out[1 + 2 * i], &out[2 + 2 * i]);         \
 	}
-}
 
-static WIDEN_HOT WIDEN_INLINE void accumulate_sq4(const float *restrict b, size_t cols,
-                                                  double *restrict bb)
-{
-	const float *b1 = b + cols, *b2 = b1 + cols, *b3 = b2 + cols;
-
-	for (size_t j = 0; j < cols; j++) {
-		double x0 = b[j], x1 = b1[j], x2 = b2[j], x3 = b3[j];
-
-		bb[j] += (x0 * x0 + x1 * x1) + (x2 * x2 + x3 * x3);
-	}
-}
-
-static WIDEN_HOT WIDEN_INLINE void accumulate_row(const float *restrict br,
-                                                  const float *restrict wr, size_t cols,
-                                                  double *restrict ww, double *restrict wb)
-{
-	for (size_t j = 0; j < cols; j++) {
-		double w = wr[j];
-
-		ww[j] += w * w;
-		wb[j] += w * (double)br[j];
-	}
-}
-
-static WIDEN_HOT WIDEN_INLINE void accumulate_sq(const float *restrict br, size_t cols,
-                                                 double *restrict bb)
-{
-	for (size_t j = 0; j < cols; j++)
-		bb[j] += (double)br[j] * (double)br[j];
-}
-
-WIDEN_HOT WIDEN_CLONES void widen_accumulate_columns(const float *b, const float *const *x, int n,
-                                                     size_t cols, size_t nrows, double *acc)
-{
-	size_t r = 0;
-
-	for (; r + 4 <= nrows; r += 4) {
-		const float *br = b + r * cols;
-
-		accumulate_sq4(br, cols, acc);
-		for (int i = 0; i < n; i++)
-			accumulate_rows4(br, x[i] + r * cols, cols,
-			                 acc + (size_t)(1 + 2 * i) * cols,
-			                 acc + (size_t)(2 + 2 * i) * cols);
-	}
-	for (; r < nrows; r++) {
-		const float *br = b + r * cols;
-
-		accumulate_sq(br, cols, acc);
-		for (int i = 0; i < n; i++)
-			accumulate_row(br, x[i] + r * cols, cols, acc + (size_t)(1 + 2 * i) * cols,
-			               acc + (size_t)(2 + 2 * i) * cols);
-	}
-}
-
-/* Dot products of a contiguous column in four interleaved partial sums
- * (fixed order: lanes combined as (l0 + l1) + (l2 + l3), then the tail),
- * which the compiler can keep in vector registers. */
-static WIDEN_HOT WIDEN_INLINE void dots(const float *restrict b, const float *restrict w,
-                                        size_t len, double *ww_out, double *wb_out)
-{
-	double ww[4] = {0, 0, 0, 0}, wb[4] = {0, 0, 0, 0}, tw = 0, tb = 0;
-	size_t j = 0;
-
-	for (; j + 4 <= len; j += 4)
-		for (int l = 0; l < 4; l++) {
-			double x = w[j + l];
-
-			ww[l] += x * x;
-			wb[l] += x * (double)b[j + l];
-		}
-	for (; j < len; j++) {
-		tw += (double)w[j] * (double)w[j];
-		tb += (double)w[j] * (double)b[j];
-	}
-	*ww_out = ((ww[0] + ww[1]) + (ww[2] + ww[3])) + tw;
-	*wb_out = ((wb[0] + wb[1]) + (wb[2] + wb[3])) + tb;
-}
-
-WIDEN_HOT WIDEN_CLONES void widen_row_sums(const float *b, const float *const *x, size_t off, int n,
-                                           size_t len, double *out)
-{
-	double unused;
-
-	dots(b, b, len, &out[0], &unused);
-	for (int i = 0; i < n; i++)
-		dots(b, x[i] + off, len, &out[1 + 2 * i], &out[2 + 2 * i]);
-}
+DEFINE_COLUMN_KERNELS(f32, float, LOAD_F32, widen_accumulate_columns, widen_row_sums)
+DEFINE_COLUMN_KERNELS(bf16, uint16_t, LOAD_BF16, widen_accumulate_columns_bf16,
+                      widen_row_sums_bf16)

@@ -36,6 +36,13 @@ void widen_accumulate_columns(const float *b, const float *const *x, int n, size
 void widen_row_sums(const float *b, const float *const *x, size_t off, int n, size_t len,
                     double *out);
 
+/* The same two on rows of raw bfloat16, converted in registers: exactly
+ * the sums the f32 forms give for the converted values. */
+void widen_accumulate_columns_bf16(const uint16_t *b, const uint16_t *const *x, int n,
+                                   size_t cols, size_t nrows, double *acc);
+void widen_row_sums_bf16(const uint16_t *b, const uint16_t *const *x, size_t off, int n,
+                         size_t len, double *out);
+
 /* Column divergences from the streamed sums of one column: bb = sum b^2,
  * ww = sum w^2, wb = sum w*b. mag = | |w| - |b| |, dir = 1 - cos(w, b),
  * NaN when either norm is zero (the authors' 0/0 direction). */
