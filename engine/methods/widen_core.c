@@ -250,12 +250,24 @@ void widen_vector_element(int n, const double *a, const double *thr, const struc
 #define LOAD_F32(p, j)  ((double)(p)[j])
 #define LOAD_BF16(p, j) ((double)smelt_bf16_f32_inline((p)[j]))
 
+/* A contiguous column's dot products run in DOT_LANES interleaved partial
+ * sums (independent chains the compiler keeps in two vector registers),
+ * folded pairwise in a fixed order. */
+#define DOT_LANES 16
+
+static WIDEN_INLINE double fold_lanes(double *v)
+{
+	for (int w = DOT_LANES / 2; w >= 1; w /= 2)
+		for (int l = 0; l < w; l++)
+			v[l] = v[2 * l] + v[2 * l + 1];
+	return v[0];
+}
+
 /* rows4: four rows into the column sums (one read-modify-write of the sums
  * per four rows); restrict lets the compiler vectorize. Summation order per
  * column: ((r0 + r1) + (r2 + r3)) added to the running sum.
- * dots: a contiguous column's dot products in four interleaved partial
- * sums (fixed order: lanes combined as (l0 + l1) + (l2 + l3), then the
- * tail), which the compiler can keep in vector registers. */
+ * dots: a contiguous column's dot products (DOT_LANES partial sums, then
+ * the tail). */
 #define DEFINE_COLUMN_KERNELS(SUF, T, LOAD, ACCUMULATE_COLUMNS, ROW_SUMS)                         \
 	static WIDEN_HOT WIDEN_INLINE void rows4_##SUF(const T *restrict b, const T *restrict w,  \
 	                                               size_t cols, double *restrict ww,          \
@@ -334,11 +346,11 @@ void widen_vector_element(int n, const double *a, const double *thr, const struc
 	static WIDEN_HOT WIDEN_INLINE void dots_##SUF(const T *restrict b, const T *restrict w,   \
 	                                              size_t len, double *ww_out, double *wb_out) \
 	{                                                                                         \
-		double ww[4] = {0, 0, 0, 0}, wb[4] = {0, 0, 0, 0}, tw = 0, tb = 0;                \
+		double ww[DOT_LANES] = {0}, wb[DOT_LANES] = {0}, tw = 0, tb = 0;                  \
 		size_t j = 0;                                                                     \
                                                                                                   \
-		for (; j + 4 <= len; j += 4)                                                      \
-			for (int l = 0; l < 4; l++) {                                             \
+		for (; j + DOT_LANES <= len; j += DOT_LANES)                                      \
+			for (int l = 0; l < DOT_LANES; l++) {                                     \
 				double x = LOAD(w, j + l);                                        \
                                                                                                   \
 				ww[l] += x * x;                                                   \
@@ -348,8 +360,8 @@ void widen_vector_element(int n, const double *a, const double *thr, const struc
 			tw += LOAD(w, j) * LOAD(w, j);                                            \
 			tb += LOAD(w, j) * LOAD(b, j);                                            \
 		}                                                                                 \
-		*ww_out = ((ww[0] + ww[1]) + (ww[2] + ww[3])) + tw;                               \
-		*wb_out = ((wb[0] + wb[1]) + (wb[2] + wb[3])) + tb;                               \
+		*ww_out = fold_lanes(ww) + tw;                                                    \
+		*wb_out = fold_lanes(wb) + tb;                                                    \
 	}                                                                                         \
                                                                                                   \
 	WIDEN_HOT WIDEN_CLONES void ROW_SUMS(const T *b, const T *const *x, size_t off, int n,    \
