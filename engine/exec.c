@@ -516,6 +516,18 @@ static void drop_input_pages(struct exec *ex, const struct smelt_plan_input *in)
 		madvise((void *)start, end - start, MADV_DONTNEED);
 }
 
+/* Pool item k: drop input k of the current tensor (the base last). Unmapping
+ * takes the mapping lock only for reading, so the inputs are dropped in
+ * parallel instead of by the main thread while the workers wait. */
+static void drop_one(void *ctx, size_t k, int worker)
+{
+	struct exec *ex = ctx;
+	const struct smelt_plan_tensor *t = ex->t;
+
+	(void)worker;
+	drop_input_pages(ex, (int)k < t->n_inputs ? &t->inputs[k] : &t->base);
+}
+
 /* With --fsync, start writing dirty output pages back every WRITEBACK_STEP
  * bytes, without waiting, so the disk works while the merge computes and
  * the final fsync has little left to do. Without it the kernel's flusher
@@ -553,10 +565,7 @@ static int run_tensor(struct exec *ex, size_t i, struct smelt_err *err)
 	}
 	if (rc)
 		return rc;
-	for (int k = 0; k < t->n_inputs; k++)
-		drop_input_pages(ex, &t->inputs[k]);
-	if (t->has_base)
-		drop_input_pages(ex, &t->base);
+	smelt_pool_for(ex->pool, (size_t)t->n_inputs + (t->has_base ? 1 : 0), drop_one, ex);
 	start_writeback(ex);
 	atomic_fetch_add(&ex->prog->tensors_done, 1);
 	if (t->layer >= 0 && t->layer < SMELT_PROGRESS_MAX_LAYERS)
