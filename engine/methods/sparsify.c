@@ -16,6 +16,7 @@
 #include "sparsify.h"
 #include "../simd.h"
 
+#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -207,18 +208,66 @@ void sp_della_row_probs(const float *d, size_t cols, double density, double eps,
 
 struct sp_slots {
 	size_t bytes;
+	bool zeroed;               /* buffers start zeroed and are handed back zeroed */
 	atomic_int busy[SP_SLOTS];
 	void *buf[SP_SLOTS];
 };
 
-static int slots_init(struct sp_slots *s, size_t bytes)
+/* Histogram slots are megabytes that every tensor needs zeroed. Handed back
+ * zeroed (their users clear what they dirtied), they wait here for the next
+ * tensor instead of being freed and calloc'ed again: clearing them whole
+ * each time was a few percent of ties' time, all on the main thread. */
+#define ZCACHE_MAX 8
+
+static struct {
+	pthread_mutex_t lock;
+	void *buf[ZCACHE_MAX];
+	size_t bytes[ZCACHE_MAX];
+} zcache = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void *zeroed_alloc(size_t bytes)
+{
+	void *p = NULL;
+
+	pthread_mutex_lock(&zcache.lock);
+	for (int k = 0; k < ZCACHE_MAX && !p; k++)
+		if (zcache.buf[k] && zcache.bytes[k] == bytes) {
+			p = zcache.buf[k];
+			zcache.buf[k] = NULL;
+		}
+	pthread_mutex_unlock(&zcache.lock);
+	return p ? p : calloc(1, bytes);
+}
+
+static void zeroed_free(void *p, size_t bytes)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&zcache.lock);
+	for (int k = 0; k < ZCACHE_MAX && p; k++)
+		if (!zcache.buf[k]) {
+			zcache.buf[k] = p;
+			zcache.bytes[k] = bytes;
+			p = NULL;
+		}
+	pthread_mutex_unlock(&zcache.lock);
+	free(p);
+}
+
+static void *slot_alloc(const struct sp_slots *s)
+{
+	return s->zeroed ? zeroed_alloc(s->bytes) : calloc(1, s->bytes);
+}
+
+static int slots_init(struct sp_slots *s, size_t bytes, bool zeroed)
 {
 	s->bytes = bytes;
+	s->zeroed = zeroed;
 	for (int k = 0; k < SP_SLOTS; k++) {
 		atomic_init(&s->busy[k], 0);
 		s->buf[k] = NULL;
 	}
-	s->buf[0] = calloc(1, bytes);
+	s->buf[0] = slot_alloc(s);
 	return s->buf[0] ? 0 : SMELT_ENOMEM;
 }
 
@@ -231,7 +280,7 @@ static int slot_get(struct sp_slots *s)
 			if (!atomic_compare_exchange_strong(&s->busy[k], &expect, 1))
 				continue;
 			if (!s->buf[k])
-				s->buf[k] = calloc(1, s->bytes);
+				s->buf[k] = slot_alloc(s);
 			if (s->buf[k])
 				return k;
 			atomic_store(&s->busy[k], 0);
@@ -247,8 +296,12 @@ static void slot_put(struct sp_slots *s, int k)
 
 static void slots_free(struct sp_slots *s)
 {
-	for (int k = 0; k < SP_SLOTS; k++)
-		free(s->buf[k]);
+	for (int k = 0; k < SP_SLOTS; k++) {
+		if (s->zeroed)
+			zeroed_free(s->buf[k], s->bytes);
+		else
+			free(s->buf[k]);
+	}
 }
 
 /* ---- generalized task arithmetic ---- */
@@ -303,6 +356,52 @@ struct gta_state {
 /* level1_block's four uint32 sub-histograms, after the models' histograms
  * in each slot. */
 #define SUB_HIST_BYTES (4 * sizeof(uint32_t) * HSLOT_WORDS)
+/* Then one bit per chunk of CHUNK_WORDS histogram words, per model: set
+ * when the chunk may hold a nonzero count. Folding, scanning and clearing
+ * visit the dirty chunks only; the counts of a tensor sit in a few. */
+#define CHUNK_SHIFT 8
+#define CHUNK_WORDS (1u << CHUNK_SHIFT)
+#define DIRTY_WORDS (HSLOT_WORDS / CHUNK_WORDS / 64)
+
+static size_t hist_slot_bytes(int n)
+{
+	return (size_t)n * HSLOT_WORDS * sizeof(uint64_t) + SUB_HIST_BYTES +
+	       (size_t)n * DIRTY_WORDS * sizeof(uint64_t);
+}
+
+/* Model i's dirty bits in a histogram slot of n models. */
+static uint64_t *slot_dirty(void *slot, int n, int i)
+{
+	return (uint64_t *)(void *)((uint8_t *)slot + (size_t)n * HSLOT_WORDS * sizeof(uint64_t) +
+	                            SUB_HIST_BYTES) +
+	       (size_t)i * DIRTY_WORDS;
+}
+
+/* Words [lo, hi] of a model's histogram may now be nonzero. */
+static inline void mark_dirty(uint64_t *dirty, uint32_t lo, uint32_t hi)
+{
+	for (uint32_t c = lo >> CHUNK_SHIFT; c <= hi >> CHUNK_SHIFT; c++)
+		dirty[c >> 6] |= 1ull << (c & 63);
+}
+
+static inline bool chunk_dirty(const uint64_t *dirty, uint32_t c)
+{
+	return (dirty[c >> 6] >> (c & 63)) & 1;
+}
+
+/* Clear the dirty chunks of a histogram slot. */
+static void hist_clear(const struct gta_state *s, uint64_t *slot)
+{
+	for (int i = 0; i < s->n; i++) {
+		uint64_t *d = slot_dirty(slot, s->n, i);
+
+		for (uint32_t c = 0; c < DIRTY_WORDS * 64; c++)
+			if (chunk_dirty(d, c))
+				memset(slot + (size_t)i * HSLOT_WORDS + (size_t)c * CHUNK_WORDS, 0,
+				       CHUNK_WORDS * sizeof(uint64_t));
+		memset(d, 0, DIRTY_WORDS * sizeof(uint64_t));
+	}
+}
 
 static double pm(const struct smelt_tensor_job *job, int i, int p, double def)
 {
@@ -434,8 +533,7 @@ int sp_gta_setup(const struct sp_gta_cfg *cfg, struct smelt_tensor_job *job, str
 		for (int p = 0; p < 3; p++)
 			job->acc_bytes[p] = (size_t)n * 3 * sizeof(double);
 		job->n_passes = 3;
-		if (slots_init(&s->hist, (size_t)n * HSLOT_WORDS * sizeof(uint64_t) +
-		                             SUB_HIST_BYTES) != 0) {
+		if (slots_init(&s->hist, hist_slot_bytes(n), true) != 0) {
 			slots_free(&s->hist);
 			goto nomem;
 		}
@@ -453,7 +551,7 @@ int sp_gta_setup(const struct sp_gta_cfg *cfg, struct smelt_tensor_job *job, str
 		if (bytes == 0)
 			bytes = 1; /* an empty tensor */
 
-		if (slots_init(&s->slots, bytes) != 0) {
+		if (slots_init(&s->slots, bytes, false) != 0) {
 			slots_free(&s->slots);
 			goto nomem;
 		}
@@ -483,8 +581,14 @@ void sp_gta_release(struct smelt_tensor_job *job)
 	}
 	if (s->have_slots)
 		slots_free(&s->slots);
-	if (s->have_hist)
+	if (s->have_hist) {
+		/* A run stopped half-way leaves counts behind: clear them, the
+		 * buffers go back to the zeroed cache. */
+		for (int k = 0; k < SP_SLOTS; k++)
+			if (s->hist.buf[k])
+				hist_clear(s, s->hist.buf[k]);
 		slots_free(&s->hist);
+	}
 	free(s->m);
 	free(s);
 	job->state = NULL;
@@ -560,7 +664,7 @@ static double l1_sum(const float *x, const float *base, size_t len)
  * touched, with bucket 0 (zero and subnormal deltas) on its own so that
  * zeros do not widen the range. */
 static SP_CLONES void level1_block(const float *x, const float *base, size_t len, uint64_t *h,
-                                   uint32_t (*sub)[L1_N])
+                                   uint32_t (*sub)[L1_N], uint64_t *dirty)
 {
 	uint32_t key[TILE];
 	uint32_t lo = L1_N, hi = 0;
@@ -590,6 +694,9 @@ static SP_CLONES void level1_block(const float *x, const float *base, size_t len
 		h[k] += (uint64_t)sub[0][k] + sub[1][k] + sub[2][k] + sub[3][k];
 		sub[0][k] = sub[1][k] = sub[2][k] = sub[3][k] = 0;
 	}
+	mark_dirty(dirty, 0, 0);
+	if (lo <= hi)
+		mark_dirty(dirty, lo, hi);
 }
 
 /* One cut's low-bit table while pass 1 walks a block. Keys inside the
@@ -603,7 +710,15 @@ struct tab_acc {
 	uint64_t run;
 	uint16_t low[TIE_CAP];
 	uint64_t cnt[TIE_CAP];
+	uint64_t *dirty; /* the model's dirty bits */
+	uint32_t base;   /* word offset of this cut's histogram in the model's */
 };
+
+static inline void hist_add(struct tab_acc *a, uint64_t *hc, uint32_t k, uint64_t v)
+{
+	hc[k] += v;
+	mark_dirty(a->dirty, a->base + k, a->base + k);
+}
 
 static void tab_flush(struct tab_acc *a, uint64_t *hc)
 {
@@ -624,18 +739,26 @@ static void tab_flush(struct tab_acc *a, uint64_t *hc)
 			return;
 		}
 		for (uint32_t k = 0; k < a->n; k++)
-			hc[a->low[k]] += a->cnt[k];
+			hist_add(a, hc, a->low[k], a->cnt[k]);
 		a->over = true;
 	}
-	hc[a->cur] += a->run;
+	hist_add(a, hc, a->cur, a->run);
 	a->run = 0;
 }
 
 static void tab_add(struct tab_acc *a, const uint32_t *low, size_t nm, uint64_t *hc)
 {
 	if (a->over) {
+		uint32_t lo = L2_N, hi = 0;
+
+		for (size_t j = 0; j < nm; j++) { /* vectorised min/max */
+			lo = low[j] < lo ? low[j] : lo;
+			hi = low[j] > hi ? low[j] : hi;
+		}
 		for (size_t j = 0; j < nm; j++)
 			hc[low[j]]++;
+		if (nm)
+			mark_dirty(a->dirty, a->base + lo, a->base + hi);
 		return;
 	}
 	for (size_t j = 0; j < nm; j++) {
@@ -657,7 +780,7 @@ static void tab_done(struct tab_acc *a, uint64_t *hc, struct tie_tab *t, size_t 
 	}
 	t->n[block] = (uint8_t)a->n;
 	for (uint32_t k = 0; k < a->n; k++) {
-		hc[a->low[k]] += a->cnt[k];
+		hist_add(a, hc, a->low[k], a->cnt[k]);
 		t->low[block * TIE_CAP + k] = a->low[k];
 		t->cnt[block * TIE_CAP + k] = a->cnt[k];
 	}
@@ -667,13 +790,17 @@ static void tab_done(struct tab_acc *a, uint64_t *hc, struct tie_tab *t, size_t 
  * with the block's low-bit table, and for rescale the L1 sum of the buckets
  * above it. */
 static SP_CLONES void level2_block(struct gta_model *m, const float *x, const float *base, size_t len,
-                         size_t block, uint64_t *h, double *sum, bool rescale)
+                         size_t block, uint64_t *h, uint64_t *dirty, double *sum, bool rescale)
 {
 	const struct sp_cut *cut[2] = {&m->hi, &m->top};
 	struct tab_acc acc[2];
 	uint32_t key[TILE], low[TILE];
 
 	memset(acc, 0, sizeof(acc));
+	for (int c = 0; c < 2; c++) {
+		acc[c].dirty = dirty;
+		acc[c].base = (uint32_t)c * L2_N;
+	}
 	for (size_t o = 0; o < len; o += TILE) {
 		size_t t = len - o < TILE ? len - o : TILE;
 
@@ -786,10 +913,11 @@ static void stats_select(struct gta_state *s, const struct smelt_tensor_job *job
 				sel_sums(s, acc, i)[0] += l1_sum(b->x[i], b->base, len);
 			if (sel)
 				level1_block(b->x[i], b->base, len, h,
-				             (uint32_t(*)[L1_N])(hist + (size_t)s->n * HSLOT_WORDS));
+				             (uint32_t(*)[L1_N])(hist + (size_t)s->n * HSLOT_WORDS),
+				             slot_dirty(hist, s->n, i));
 		} else if (pass == 1 && sel) {
-			level2_block(m, b->x[i], b->base, len, b->index, h, sel_sums(s, acc, i),
-			             s->rescale);
+			level2_block(m, b->x[i], b->base, len, b->index, h, slot_dirty(hist, s->n, i),
+			             sel_sums(s, acc, i), s->rescale);
 		} else if (pass == 2 && (m->count[0] || m->count[1])) {
 			ties_block(m, b->x[i], b->base, len, b->index);
 		}
@@ -798,10 +926,10 @@ static void stats_select(struct gta_state *s, const struct smelt_tensor_job *job
 		slot_put(&s->hist, slot);
 }
 
-/* Fold every histogram slot into slot 0 and clear the others. */
+/* Fold the dirty chunks of every histogram slot into slot 0 and clear
+ * them. */
 static uint64_t *hist_fold(struct gta_state *s)
 {
-	size_t words = (size_t)s->n * HSLOT_WORDS;
 	uint64_t *dst = s->hist.buf[0];
 
 	for (int k = 1; k < SP_SLOTS; k++) {
@@ -809,23 +937,42 @@ static uint64_t *hist_fold(struct gta_state *s)
 
 		if (!src)
 			continue;
-		for (size_t w = 0; w < words; w++)
-			dst[w] += src[w];
-		memset(src, 0, s->hist.bytes);
+		for (int i = 0; i < s->n; i++) {
+			uint64_t *sd = slot_dirty(src, s->n, i), *dd = slot_dirty(dst, s->n, i);
+
+			for (uint32_t c = 0; c < DIRTY_WORDS * 64; c++) {
+				uint64_t *from = src + (size_t)i * HSLOT_WORDS + (size_t)c * CHUNK_WORDS;
+				uint64_t *to = dst + (size_t)i * HSLOT_WORDS + (size_t)c * CHUNK_WORDS;
+
+				if (!chunk_dirty(sd, c))
+					continue;
+				for (uint32_t w = 0; w < CHUNK_WORDS; w++)
+					to[w] += from[w];
+				memset(from, 0, CHUNK_WORDS * sizeof(uint64_t));
+				dd[c >> 6] |= 1ull << (c & 63);
+			}
+			memset(sd, 0, DIRTY_WORDS * sizeof(uint64_t));
+		}
 	}
 	return dst;
 }
 
 /* Level 1 from the shared high-bit histogram: the bucket holding the
  * cut-th largest key becomes the prefix. */
-static void level1_done(struct sp_cut *c, const uint64_t *h)
+static void level1_done(struct sp_cut *c, const uint64_t *h, const uint64_t *dirty)
 {
 	uint64_t cum = 0;
 	uint32_t b = 0;
 
 	if (c->kind != SP_CUT_SELECT)
 		return;
+	/* Clean chunks hold zeros, which neither add to cum nor can be the
+	 * answer: 0 < cut, so the walk stops on a nonzero count. */
 	for (uint32_t k = L1_N; k-- > 0;) {
+		if (!chunk_dirty(dirty, k >> CHUNK_SHIFT)) {
+			k &= ~(CHUNK_WORDS - 1);
+			continue;
+		}
 		if (cum + h[k] >= c->cut) {
 			b = k;
 			break;
@@ -841,7 +988,8 @@ static void level1_done(struct sp_cut *c, const uint64_t *h)
  * Returns the L1 sum of the kept elements inside the bucket. Sets *ties
  * when only part of the threshold-equal elements are kept (then a pass
  * counting them per block is needed). */
-static double level2_done(struct sp_cut *c, const uint64_t *h, bool *ties)
+static double level2_done(struct sp_cut *c, const uint64_t *h, const uint64_t *dirty,
+                          uint32_t base, bool *ties)
 {
 	uint64_t cum = c->above;
 	double kept = 0;
@@ -851,7 +999,13 @@ static double level2_done(struct sp_cut *c, const uint64_t *h, bool *ties)
 	if (c->kind != SP_CUT_SELECT)
 		return 0;
 	for (uint32_t k = L2_N; k-- > 0;) {
-		double v = (double)sp_key_value((c->prefix << L2_BITS) | k);
+		double v;
+
+		if (!chunk_dirty(dirty, (base + k) >> CHUNK_SHIFT)) { /* zeros: see level1_done */
+			k &= ~(CHUNK_WORDS - 1);
+			continue;
+		}
+		v = (double)sp_key_value((c->prefix << L2_BITS) | k);
 
 		if (cum + h[k] >= c->cut) {
 			t = k;
@@ -885,17 +1039,18 @@ static int finish_select(struct smelt_tensor_job *job, struct gta_state *s, int 
 	for (int i = 0; i < s->n; i++) {
 		struct gta_model *m = &s->m[i];
 		uint64_t *h = hist ? hist + (size_t)i * HSLOT_WORDS : NULL;
+		const uint64_t *dirty = hist ? slot_dirty(hist, s->n, i) : NULL;
 
 		if (m->untouched)
 			continue;
 		if (pass == 0) {
-			level1_done(&m->hi, h);
-			level1_done(&m->top, h);
+			level1_done(&m->hi, h, dirty);
+			level1_done(&m->top, h, dirty);
 			m->l1_all = sel_sums(s, acc, i)[0];
 		} else if (pass == 1) {
 			const double *sum = sel_sums(s, acc, i);
-			double in_hi = level2_done(&m->hi, h, &m->hi_ties);
-			double in_top = level2_done(&m->top, h + L2_N, &m->top_ties);
+			double in_hi = level2_done(&m->hi, h, dirty, 0, &m->hi_ties);
+			double in_top = level2_done(&m->top, h + L2_N, dirty, L2_N, &m->top_ties);
 
 			m->count[0] = m->hi_ties && !ties_from_tabs(&m->hi, &m->tab[0], job->n_blocks);
 			m->count[1] = m->top_ties && !ties_from_tabs(&m->top, &m->tab[1], job->n_blocks);
@@ -912,7 +1067,7 @@ static int finish_select(struct smelt_tensor_job *job, struct gta_state *s, int 
 		}
 	}
 	if (hist)
-		memset(hist, 0, s->hist.bytes);
+		hist_clear(s, hist);
 	/* Every cut's threshold-equal elements are resolved (all kept, or
 	 * counted from the tables): skip reading the inputs once more. */
 	if (pass == 1 && !any_ties)
