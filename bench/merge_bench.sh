@@ -40,24 +40,31 @@ recipe() { # METHOD FILE
 JSON
 }
 
-# Each figure is the best of $REPEAT runs (default 3) inside this one run of
+# Each time is the best of $REPEAT runs (default 3) inside this one run of
 # the script, with the page cache warmed and dirty data flushed before every
 # run: the virtual machines this runs on have noisy neighbours, and the
 # best run is the one least disturbed by them, for smelt and torch alike.
+# Timed runs are left alone; peak RssAnon comes from one more run sampled
+# every 20 ms (the sampler's own processes would otherwise share the CPUs
+# with the run being timed).
 repeat=${REPEAT:-3}
 best() { printf '%s\n' "$@" | sort -g | head -n 1; }
-# best_measure OUT_PATH COMMAND...: "<best seconds> <highest peak RssAnon kB>"
+# best_measure OUT_PATH COMMAND...: "<best seconds> <peak RssAnon kB>"
 best_measure() {
-	local out=$1 t m ts=() peak=0
+	local out=$1 t m ts=()
 	shift
 	for _ in $(seq "$repeat"); do
 		warm; sync
-		read -r t m < <(measure "$@")
+		/usr/bin/time -f %e -o "$work/time" "$@" >/dev/null 2>&1 ||
+			{ echo "bench: command failed: $*" >&2; return 1; }
+		t=$(tail -n 1 "$work/time")
 		rm -rf "$out"
 		ts+=("$t")
-		[ "$m" -gt "$peak" ] && peak=$m
 	done
-	echo "$(best "${ts[@]}") $peak"
+	warm; sync
+	read -r _ m < <(measure "$@")
+	rm -rf "$out"
+	echo "$(best "${ts[@]}") $m"
 }
 
 # I/O floor (as the engine issue defines it): read every input once (cat to
