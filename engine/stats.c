@@ -906,7 +906,9 @@ static int finish_tensor(struct tensor_run *r, struct smelt_err *err)
 	r->rank_src[1] = dir;
 	r->rank_dst[1] = pos_q;
 	atomic_init(&r->rank_failed, 0);
-	smelt_pool_for(r->pool, dir ? 2 * n : n, rank_job, r);
+	/* Runs as a pool item (see stream_all), so the sorts run here. */
+	for (size_t j = 0; j < (dir ? 2 * n : n); j++)
+		rank_job(r, j, 0);
 	if (atomic_load(&r->rank_failed))
 		goto nomem;
 	return stats_install(s, r->ti, mag, dir, pos_m, pos_q, mean_a, err);
@@ -920,13 +922,18 @@ nomem:
 	                  t->info.name);
 }
 
-/* Buffers that live for the whole pass. The column sums and row sums are
- * reused from tensor to tensor: allocating them per tensor got fresh pages
- * from the kernel each time (above malloc's mmap threshold), and the page
- * faults and TLB shootdowns of mapping and unmapping them cost about a
- * tenth of the pass. */
-struct stream_bufs {
-	float **wbuf;     /* per worker: (n + 1) * block_rows * cols floats */
+/*
+ * The pass over the tensors is a pipeline of two: while the workers stream
+ * tensor i, one of them finishes tensor i-1 (divergences, ranks, WIDEN
+ * scores and summaries), which is serial work per tensor that otherwise
+ * left all but one thread waiting (about 15% of the pass on the bench
+ * family). Consecutive tensors therefore use alternate sets of sum buffers.
+ * The column and row sums are reused from tensor to tensor: allocating
+ * them per tensor got fresh pages from the kernel each time (above
+ * malloc's mmap threshold), and the page faults and TLB shootdowns of
+ * mapping and unmapping them cost about a tenth of the pass.
+ */
+struct sum_bufs {
 	double *acc;
 	size_t acc_cap;   /* doubles */
 	double *row_sums;
@@ -948,69 +955,127 @@ static double *reserve(double **buf, size_t *cap, size_t n)
 	return *buf;
 }
 
-static int analyse_tensor(struct smelt_stats *s, struct smelt_pool *pool, struct stream_bufs *sb,
-                          size_t ti, struct smelt_err *err)
+/* Prepare the run of tensor ti (r is zeroed here) with sum buffers sb. */
+static int run_begin(struct smelt_stats *s, struct smelt_pool *pool, float **wbuf,
+                     struct sum_bufs *sb, size_t ti, struct tensor_run *r, struct smelt_err *err)
 {
 	struct stats_tensor *t = &s->t[ti];
-	struct tensor_run r = {.s = s, .t = t, .ti = ti, .wbuf = sb->wbuf, .pool = pool};
 	size_t n = (size_t)s->n;
-	int rc;
 
-	r.block_rows = STATS_BLOCK_BYTES / (t->cols * sizeof(float));
-	if (r.block_rows < 1)
-		r.block_rows = 1;
-	if (r.block_rows > t->rows)
-		r.block_rows = t->rows;
-	r.n_blocks = (size_t)((t->rows + r.block_rows - 1) / r.block_rows);
-	r.n_groups = r.n_blocks < STATS_MAX_GROUPS ? r.n_blocks : STATS_MAX_GROUPS;
+	memset(r, 0, sizeof(*r));
+	r->s = s;
+	r->t = t;
+	r->ti = ti;
+	r->wbuf = wbuf;
+	r->pool = pool;
+	r->block_rows = STATS_BLOCK_BYTES / (t->cols * sizeof(float));
+	if (r->block_rows < 1)
+		r->block_rows = 1;
+	if (r->block_rows > t->rows)
+		r->block_rows = t->rows;
+	r->n_blocks = (size_t)((t->rows + r->block_rows - 1) / r->block_rows);
+	r->n_groups = r->n_blocks < STATS_MAX_GROUPS ? r->n_blocks : STATS_MAX_GROUPS;
 	switch (t->info.branch) {
-	case SMELT_BRANCH_MATRIX: r.acc_len = (1 + 2 * n) * (size_t)t->cols; break;
+	case SMELT_BRANCH_MATRIX: r->acc_len = (1 + 2 * n) * (size_t)t->cols; break;
 	case SMELT_BRANCH_MATRIX_T:
-		r.acc_len = 0;
-		r.row_sums = reserve(&sb->row_sums, &sb->rows_cap, (size_t)t->rows * (1 + 2 * n));
-		if (!r.row_sums)
+		r->row_sums = reserve(&sb->row_sums, &sb->rows_cap, (size_t)t->rows * (1 + 2 * n));
+		if (!r->row_sums)
 			goto nomem;
 		break;
 	case SMELT_BRANCH_VECTOR:
-		r.acc_len = n;
-		r.absd = malloc((size_t)t->numel * n * sizeof(double));
-		if (!r.absd)
+		r->acc_len = n;
+		r->absd = malloc((size_t)t->numel * n * sizeof(double));
+		if (!r->absd)
 			goto nomem;
 		break;
-	case SMELT_BRANCH_SKIPPED: return 0;
+	case SMELT_BRANCH_SKIPPED: break;
 	}
-	if (r.acc_len) {
-		if (!(r.acc = reserve(&sb->acc, &sb->acc_cap, r.n_groups * r.acc_len)))
+	if (r->acc_len) {
+		if (!(r->acc = reserve(&sb->acc, &sb->acc_cap, r->n_groups * r->acc_len)))
 			goto nomem;
-		memset(r.acc, 0, r.n_groups * r.acc_len * sizeof(double));
+		memset(r->acc, 0, r->n_groups * r->acc_len * sizeof(double));
 	}
-	pthread_mutex_init(&r.elock, NULL);
-	atomic_init(&r.failed, 0);
-	lock(s);
-	snprintf(s->current, sizeof(s->current), "%s", t->info.name);
-	unlock(s);
-	smelt_pool_for(pool, r.n_groups, run_group, &r);
-	pthread_mutex_destroy(&r.elock);
-	if (atomic_load(&r.failed)) {
-		*err = r.err;
-		rc = r.err.code ? r.err.code : SMELT_EIO;
-	} else {
-		rc = finish_tensor(&r, err);
-	}
-	free(r.absd);
-	return rc;
+	pthread_mutex_init(&r->elock, NULL);
+	atomic_init(&r->failed, 0);
+	return 0;
 nomem:
-	free(r.absd);
+	free(r->absd);
+	r->absd = NULL;
 	return smelt_fail(err, SMELT_ENOMEM, "%s: out of memory for column statistics",
 	                  t->info.name);
+}
+
+/* After the streaming of r: its result (finish_tensor) or its failure. */
+static int run_end(struct tensor_run *r, struct smelt_err *err)
+{
+	int rc;
+
+	if (atomic_load(&r->failed)) {
+		*err = r->err;
+		rc = r->err.code ? r->err.code : SMELT_EIO;
+	} else {
+		rc = finish_tensor(r, err);
+	}
+	pthread_mutex_destroy(&r->elock);
+	free(r->absd);
+	r->absd = NULL;
+	return rc;
+}
+
+/* One pool round: item 0 finishes the previous tensor (when there is one),
+ * the other items stream the groups of the current one (when there is
+ * one). The finish is item 0 so that it starts at once, beside the
+ * streaming, instead of after it. */
+struct step {
+	struct tensor_run *cur, *prev;
+	int prev_rc;
+	struct smelt_err prev_err;
+};
+
+static void step_item(void *ctx, size_t i, int worker)
+{
+	struct step *st = ctx;
+
+	if (st->prev && i == 0) {
+		st->prev_rc = run_end(st->prev, &st->prev_err);
+		return;
+	}
+	run_group(st->cur, i - (st->prev ? 1 : 0), worker);
+}
+
+/* Run one step; the previous tensor, finished, goes to on_tensor. Returns
+ * the first error in tensor order. */
+static int run_step(struct smelt_stats *s, struct smelt_pool *pool, struct tensor_run *cur,
+                    struct tensor_run *prev, struct smelt_err *err)
+{
+	struct step st = {.cur = cur, .prev = prev};
+	size_t items = (cur ? cur->n_groups : 0) + (prev ? 1 : 0);
+
+	if (cur) {
+		lock(s);
+		snprintf(s->current, sizeof(s->current), "%s", cur->t->info.name);
+		unlock(s);
+	}
+	smelt_pool_for(pool, items, step_item, &st);
+	if (prev) {
+		if (st.prev_rc) {
+			*err = st.prev_err;
+			return st.prev_rc;
+		}
+		if (s->opts.on_tensor)
+			s->opts.on_tensor(s->opts.ctx, prev->ti);
+	}
+	return 0;
 }
 
 static int stream_all(struct smelt_stats *s, struct smelt_err *err)
 {
 	struct smelt_pool *pool = smelt_pool_new(s->opts.threads);
-	struct stream_bufs sb = {0};
+	struct sum_bufs sb[2] = {{0}, {0}};
+	struct tensor_run runs[2];
+	struct tensor_run *prev = NULL;
 	float **wbuf = NULL;
-	size_t maxblk = 0;
+	size_t maxblk = 0, started = 0;
 	int nw, rc = 0;
 
 	if (!pool)
@@ -1034,16 +1099,34 @@ static int stream_all(struct smelt_stats *s, struct smelt_err *err)
 		if (!(wbuf[w] = malloc(maxblk * (size_t)(1 + s->n) * sizeof(float))))
 			goto nomem;
 	for (size_t i = 0; i < s->n_tensors && rc == 0; i++) {
+		struct tensor_run *cur = &runs[started % 2];
+
 		if (s->t[i].info.branch == SMELT_BRANCH_SKIPPED)
 			continue;
 		if (atomic_load(&s->cancel)) {
 			rc = smelt_fail(err, SMELT_ECANCELED, "divergence analysis cancelled");
 			break;
 		}
-		sb.wbuf = wbuf;
-		rc = analyse_tensor(s, pool, &sb, i, err);
-		if (rc == 0 && s->opts.on_tensor)
-			s->opts.on_tensor(s->opts.ctx, i);
+		if ((rc = run_begin(s, pool, wbuf, &sb[started % 2], i, cur, err)) != 0)
+			break;
+		started++;
+		rc = run_step(s, pool, cur, prev, err);
+		prev = cur;
+		if (rc == 0 && atomic_load(&cur->failed)) {
+			/* stop at the tensor that failed: its own error */
+			rc = run_end(cur, err);
+			prev = NULL;
+		}
+	}
+	if (prev) {
+		if (rc == 0)
+			rc = run_step(s, pool, NULL, prev, err);
+		else { /* an earlier failure: release the pending run */
+			struct smelt_err ignored;
+
+			atomic_store(&prev->failed, 1);
+			run_end(prev, &ignored);
+		}
 	}
 	goto out;
 nomem:
@@ -1052,8 +1135,10 @@ out:
 	for (int w = 0; wbuf && w < nw; w++)
 		free(wbuf[w]);
 	free(wbuf);
-	free(sb.acc);
-	free(sb.row_sums);
+	for (int k = 0; k < 2; k++) {
+		free(sb[k].acc);
+		free(sb[k].row_sums);
+	}
 	smelt_pool_free(pool);
 	return rc;
 }
