@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Time of every merge method on the bench family against `cat` of the
-# inputs it reads, one run each (page cache warm).
+# inputs it reads, one timed run each (page cache warm), and peak RssAnon
+# from a second, sampled run.
 #
 #   bench/methods_bench.sh [FAMILY_DIR]      (env: THREADS=2)
 set -eu
@@ -53,7 +54,14 @@ while IFS='|' read -r m usebase n g p; do
 		"$m" "$base" "$models" "$g" >"$work/r.json"
 	cat $files >/dev/null
 	c=$( { /usr/bin/time -f %e cat $files >/dev/null; } 2>&1 )
-	read -r s mem < <(measure "$smelt" merge "$work/r.json" -o "$work/out" --threads "$threads" --quiet)
+	sync
+	/usr/bin/time -f %e -o "$work/time" "$smelt" merge "$work/r.json" -o "$work/out" --threads "$threads" --quiet
+	s=$(tail -n 1 "$work/time")
+	rm -rf "$work/out"
+	# memory from a second, sampled run (the sampler's processes would slow
+	# the timed one)
+	cat $files >/dev/null
+	read -r _ mem < <(measure "$smelt" merge "$work/r.json" -o "$work/out" --threads "$threads" --quiet)
 	rm -rf "$work/out"
 	printf '| %s | %d | %.2f | %.2f | %.1fx | %.0f |\n' "$m" "$(echo $files | wc -w)" "$s" "$c" \
 		"$(ratio "$s" "$c")" "$(echo "$mem / 1024" | bc -l)"
