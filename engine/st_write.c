@@ -251,8 +251,11 @@ static int preallocate(struct smelt_st_writer *w, struct smelt_err *err)
 {
 	int e = posix_fallocate(w->fd, 0, (off_t)w->file_size);
 
+	w->reserved = e == 0;
 	if (e == EOPNOTSUPP || e == EINVAL) {
-		/* Filesystems without fallocate: size the file at least. */
+		/* Filesystems without fallocate: size the file at least; commit
+		 * then flushes it, so a disk that fills up during writeback is
+		 * an error before the file is renamed, not after. */
 		if (ftruncate(w->fd, (off_t)w->file_size) == 0)
 			return 0;
 		e = errno;
@@ -355,6 +358,11 @@ int smelt_st_writer_commit(struct smelt_st_writer *w, struct smelt_err *err)
 	if (w->fd < 0 || !w->tmp_path)
 		return smelt_fail(err, SMELT_EINVAL, "%s: writer is not open",
 				  w->path ? w->path : "safetensors");
+	if (!w->reserved && fsync(w->fd) != 0) {
+		rc = smelt_fail(err, SMELT_EIO, "%s: cannot flush to disk: %s", w->path,
+				strerror(errno));
+		goto out;
+	}
 	if (close(w->fd) != 0) {
 		w->fd = -1;
 		rc = smelt_fail(err, SMELT_EIO, "%s: %s", w->path, strerror(errno));

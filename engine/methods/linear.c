@@ -60,19 +60,31 @@ static void linear_merge(const struct smelt_tensor_job *job, const struct smelt_
 	}
 }
 
-/* linear_merge on bf16 inputs and output (no base: linear has none). */
+/* linear_merge on bf16 inputs and output (no base: linear has none), in
+ * tiles: each element's sum still adds the models in order, in double. */
+#define LINEAR_TILE 512
+
 static SMELT_HOT void linear_merge_bf16(const struct smelt_tensor_job *job, const uint16_t *base,
                                         const uint16_t *const *x, uint16_t *out, size_t n)
 {
 	double div = smelt_pg(job, P_NORMALIZE) != 0 ? weight_sum(job) : 1.0;
+	double acc[LINEAR_TILE];
 
 	(void)base;
-	for (size_t e = 0; e < n; e++) {
-		double s = 0;
+	for (size_t t0 = 0; t0 < n; t0 += LINEAR_TILE) {
+		size_t len = n - t0 < LINEAR_TILE ? n - t0 : LINEAR_TILE;
 
-		for (int i = 0; i < job->n_models; i++)
-			s += weight_of(job, i) * (double)smelt_bf16_f32_inline(x[i][e]);
-		out[e] = smelt_f32_bf16_inline((float)(s / div));
+		for (size_t e = 0; e < len; e++)
+			acc[e] = 0;
+		for (int i = 0; i < job->n_models; i++) {
+			const uint16_t *xi = x[i] + t0;
+			double w = weight_of(job, i);
+
+			for (size_t e = 0; e < len; e++)
+				acc[e] += w * (double)smelt_bf16_f32_inline(xi[e]);
+		}
+		for (size_t e = 0; e < len; e++)
+			out[t0 + e] = smelt_f32_bf16_inline((float)(acc[e] / div));
 	}
 }
 

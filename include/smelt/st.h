@@ -112,6 +112,7 @@ struct smelt_st_writer {
 	int fd;
 	uint64_t header_len;       /* N, padded */
 	uint64_t file_size;        /* 8 + N + data */
+	bool reserved;             /* the disk space was preallocated (fallocate) */
 };
 
 /* Lay out tensors (their nbytes and file_offset are filled in), create the
@@ -128,9 +129,11 @@ int smelt_st_writer_open(struct smelt_st_writer *w, const char *path,
 int smelt_st_writer_pwrite(struct smelt_st_writer *w, uint64_t off, const void *buf, size_t len,
 			   struct smelt_err *err);
 
-/* Close the file and rename it onto the final path. Nothing is flushed to
- * disk: a caller that needs the file to survive a power cut syncs it (and
- * its folder) afterwards, as smelt_merge_run() does with --fsync. */
+/* Close the file and rename it onto the final path. The file is flushed
+ * to disk first only when its space could not be preallocated (so a disk
+ * filling up during writeback is reported here); otherwise a caller that
+ * needs the file to survive a power cut syncs it (and its folder)
+ * afterwards, as smelt_merge_run() does with --fsync. */
 int smelt_st_writer_commit(struct smelt_st_writer *w, struct smelt_err *err);
 
 /* Close and unlink the temporary file (no-op after commit). */
