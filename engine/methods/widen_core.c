@@ -299,6 +299,35 @@ static WIDEN_INLINE double fold_lanes(double *v)
 		}                                                                                 \
 	}                                                                                         \
                                                                                                   \
+	/* Two models at once (the usual WIDEN merge): the base rows are       \
+	 * loaded and converted once for both; each sum gets exactly the same  \
+	 * operations as sq4 and rows4 give it. */                             \
+	static WIDEN_HOT WIDEN_INLINE void rows4x2_##SUF(const T *restrict b, const T *restrict w, \
+	                                                 const T *restrict v, size_t cols,        \
+	                                                 double *restrict bb, double *restrict ww, \
+	                                                 double *restrict wb, double *restrict vv, \
+	                                                 double *restrict vb)                     \
+	{                                                                                         \
+		const T *b1 = b + cols, *b2 = b1 + cols, *b3 = b2 + cols;                         \
+		const T *w1 = w + cols, *w2 = w1 + cols, *w3 = w2 + cols;                         \
+		const T *v1 = v + cols, *v2 = v1 + cols, *v3 = v2 + cols;                         \
+                                                                                                  \
+		for (size_t j = 0; j < cols; j++) {                                               \
+			double c0 = LOAD(b, j), c1 = LOAD(b1, j), c2 = LOAD(b2, j),               \
+			       c3 = LOAD(b3, j);                                                  \
+			double x0 = LOAD(w, j), x1 = LOAD(w1, j), x2 = LOAD(w2, j),               \
+			       x3 = LOAD(w3, j);                                                  \
+			double y0 = LOAD(v, j), y1 = LOAD(v1, j), y2 = LOAD(v2, j),               \
+			       y3 = LOAD(v3, j);                                                  \
+                                                                                                  \
+			bb[j] += (c0 * c0 + c1 * c1) + (c2 * c2 + c3 * c3);                       \
+			ww[j] += (x0 * x0 + x1 * x1) + (x2 * x2 + x3 * x3);                       \
+			wb[j] += (x0 * c0 + x1 * c1) + (x2 * c2 + x3 * c3);                       \
+			vv[j] += (y0 * y0 + y1 * y1) + (y2 * y2 + y3 * y3);                       \
+			vb[j] += (y0 * c0 + y1 * c1) + (y2 * c2 + y3 * c3);                       \
+		}                                                                                 \
+	}                                                                                         \
+                                                                                                  \
 	static WIDEN_HOT WIDEN_INLINE void row1_##SUF(const T *restrict br, const T *restrict wr, \
 	                                              size_t cols, double *restrict ww,           \
 	                                              double *restrict wb)                        \
@@ -323,6 +352,9 @@ static WIDEN_INLINE double fold_lanes(double *v)
 	{                                                                                         \
 		size_t r = 0;                                                                     \
                                                                                                   \
+		for (; r + 4 <= nrows && n == 2; r += 4)                                          \
+			rows4x2_##SUF(b + r * cols, x[0] + r * cols, x[1] + r * cols, cols, acc,  \
+			              acc + cols, acc + 2 * cols, acc + 3 * cols, acc + 4 * cols); \
 		for (; r + 4 <= nrows; r += 4) {                                                  \
 			const T *br = b + r * cols;                                               \
                                                                                                   \
