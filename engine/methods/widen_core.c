@@ -396,11 +396,51 @@ static WIDEN_INLINE double fold_lanes(double *v)
 		*wb_out = fold_lanes(wb) + tb;                                                    \
 	}                                                                                         \
                                                                                                   \
+	/* dots of the base with itself and with two models in one loop (the   \
+	 * base converted once); each sum gets dots' operations exactly. */     \
+	static WIDEN_HOT WIDEN_INLINE void dots2_##SUF(const T *restrict b, const T *restrict w,  \
+	                                               const T *restrict v, size_t len,           \
+	                                               double *out)                               \
+	{                                                                                         \
+		double bb[DOT_LANES] = {0}, ww[DOT_LANES] = {0}, wb[DOT_LANES] = {0};             \
+		double vv[DOT_LANES] = {0}, vb[DOT_LANES] = {0};                                  \
+		double tbb = 0, tww = 0, twb = 0, tvv = 0, tvb = 0;                               \
+		size_t j = 0;                                                                     \
+                                                                                                  \
+		for (; j + DOT_LANES <= len; j += DOT_LANES)                                      \
+			for (int l = 0; l < DOT_LANES; l++) {                                     \
+				double c = LOAD(b, j + l), x = LOAD(w, j + l),                    \
+				       y = LOAD(v, j + l);                                        \
+                                                                                                  \
+				bb[l] += c * c;                                                   \
+				ww[l] += x * x;                                                   \
+				wb[l] += x * c;                                                   \
+				vv[l] += y * y;                                                   \
+				vb[l] += y * c;                                                   \
+			}                                                                         \
+		for (; j < len; j++) {                                                            \
+			tbb += LOAD(b, j) * LOAD(b, j);                                           \
+			tww += LOAD(w, j) * LOAD(w, j);                                           \
+			twb += LOAD(w, j) * LOAD(b, j);                                           \
+			tvv += LOAD(v, j) * LOAD(v, j);                                           \
+			tvb += LOAD(v, j) * LOAD(b, j);                                           \
+		}                                                                                 \
+		out[0] = fold_lanes(bb) + tbb;                                                    \
+		out[1] = fold_lanes(ww) + tww;                                                    \
+		out[2] = fold_lanes(wb) + twb;                                                    \
+		out[3] = fold_lanes(vv) + tvv;                                                    \
+		out[4] = fold_lanes(vb) + tvb;                                                    \
+	}                                                                                         \
+                                                                                                  \
 	WIDEN_HOT WIDEN_CLONES void ROW_SUMS(const T *b, const T *const *x, size_t off, int n,    \
 	                                     size_t len, double *out)                             \
 	{                                                                                         \
 		double unused;                                                                    \
                                                                                                   \
+		if (n == 2) {                                                                     \
+			dots2_##SUF(b, x[0] + off, x[1] + off, len, out);                         \
+			return;                                                                   \
+		}                                                                                 \
 		dots_##SUF(b, b, len, &out[0], &unused);                                          \
 		for (int i = 0; i < n; i++)                                                       \
 			dots_##SUF(b, x[i] + off, len, &out[1 + 2 * i], &out[2 + 2 * i]);         \
