@@ -864,10 +864,12 @@ static int read_converted(const struct smelt_ckpt *c, const struct smelt_ckpt_te
 	return 0;
 }
 
+/* Check rows [row0, row0+nrows) of a float tensor; *off is their byte
+ * offset in the tensor's data and *n their element count. */
 static int check_rows(const struct smelt_ckpt *c, const struct smelt_ckpt_tensor *t, uint64_t row0,
-		      uint64_t nrows, uint64_t *cols, struct smelt_err *err)
+		      uint64_t nrows, uint64_t *off, size_t *n, struct smelt_err *err)
 {
-	uint64_t rows;
+	uint64_t rows, cols;
 	char nb[256];
 
 	if (!smelt_dtype_is_float(t->st->dtype))
@@ -876,7 +878,7 @@ static int check_rows(const struct smelt_ckpt *c, const struct smelt_ckpt_tensor
 				  c->shard_names[t->shard],
 				  smelt_st_safe_name(t->name, nb, sizeof(nb)),
 				  smelt_dtype_name(t->st->dtype));
-	smelt_tensor_rows_cols(t->st->ndim, t->st->shape, &rows, cols);
+	smelt_tensor_rows_cols(t->st->ndim, t->st->shape, &rows, &cols);
 	if (row0 > rows || nrows > rows - row0)
 		return smelt_fail(err, SMELT_EINVAL,
 				  "%s: tensor '%s': rows %" PRIu64 "..%" PRIu64
@@ -884,45 +886,43 @@ static int check_rows(const struct smelt_ckpt *c, const struct smelt_ckpt_tensor
 				  c->shard_names[t->shard],
 				  smelt_st_safe_name(t->name, nb, sizeof(nb)), row0, row0 + nrows,
 				  rows);
+	*off = row0 * cols * (smelt_dtype_bits(t->st->dtype) / 8);
+	*n = (size_t)(nrows * cols);
 	return 0;
 }
 
 int smelt_ckpt_read_rows(const struct smelt_ckpt *c, const struct smelt_ckpt_tensor *t,
 			 uint64_t row0, uint64_t nrows, float *dst, struct smelt_err *err)
 {
-	uint64_t cols, esz;
-	int rc = check_rows(c, t, row0, nrows, &cols, err);
+	uint64_t off;
+	size_t n;
 
-	if (rc)
-		return rc;
-	esz = smelt_dtype_bits(t->st->dtype) / 8;
-	return read_converted(c, t, row0 * cols * esz, (size_t)(nrows * cols), dst, err);
+	if (check_rows(c, t, row0, nrows, &off, &n, err) != 0)
+		return err->code;
+	return read_converted(c, t, off, n, dst, err);
 }
 
 int smelt_ckpt_read_raw(const struct smelt_ckpt *c, const struct smelt_ckpt_tensor *t,
 			uint64_t row0, uint64_t nrows, void *dst, struct smelt_err *err)
 {
 	const struct smelt_st_file *f = &c->shards[t->shard];
-	uint64_t cols, esz;
-	int rc = check_rows(c, t, row0, nrows, &cols, err);
+	uint64_t off;
+	size_t n;
 
-	if (rc)
-		return rc;
-	esz = smelt_dtype_bits(t->st->dtype) / 8;
-	return pread_all(c, t, dst, (size_t)(nrows * cols * esz),
-			 8 + f->header_len + t->st->begin + row0 * cols * esz, err);
+	if (check_rows(c, t, row0, nrows, &off, &n, err) != 0)
+		return err->code;
+	return pread_all(c, t, dst, n * (smelt_dtype_bits(t->st->dtype) / 8),
+			 8 + f->header_len + t->st->begin + off, err);
 }
 
 int smelt_ckpt_read_rows_mapped(const struct smelt_ckpt *c, const struct smelt_ckpt_tensor *t,
 				uint64_t row0, uint64_t nrows, float *dst, struct smelt_err *err)
 {
-	uint64_t cols, esz;
-	int rc = check_rows(c, t, row0, nrows, &cols, err);
+	uint64_t off;
+	size_t n;
 
-	if (rc)
-		return rc;
-	esz = smelt_dtype_bits(t->st->dtype) / 8;
-	smelt_to_f32(t->st->dtype, smelt_ckpt_bytes(c, t) + row0 * cols * esz, dst,
-		     (size_t)(nrows * cols));
+	if (check_rows(c, t, row0, nrows, &off, &n, err) != 0)
+		return err->code;
+	smelt_to_f32(t->st->dtype, smelt_ckpt_bytes(c, t) + off, dst, n);
 	return 0;
 }
