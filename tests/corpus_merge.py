@@ -25,6 +25,8 @@ recipe, then "N passed, N failed"; exits 1 on any failure.
 import array, json, os, re, struct, subprocess, sys
 from concurrent.futures import ThreadPoolExecutor
 
+from st_check import first_nonfinite, shard_tensors
+
 HIDDEN, INTER, VOCAB = 16, 32, 64
 
 
@@ -124,22 +126,7 @@ def out_layers(folder):
 
 
 def finite(folder):
-    for fn in os.listdir(folder):
-        if not fn.endswith(".safetensors"):
-            continue
-        with open(os.path.join(folder, fn), "rb") as f:
-            n = struct.unpack("<Q", f.read(8))[0]
-            hdr = json.loads(f.read(n))
-            data = f.read()
-        for name, v in hdr.items():
-            if name == "__metadata__":
-                continue
-            a, b = v["data_offsets"]
-            code, mask = {"BF16": ("H", 0x7F80), "F16": ("H", 0x7C00),
-                          "F32": ("I", 0x7F800000)}.get(v["dtype"], (None, 0))
-            if code and any(w & mask == mask for w in array.array(code, data[a:b])):
-                return f"{name} holds NaN/Inf"
-    return None
+    return first_nonfinite(folder)[0]
 
 
 TEMPLATE_MARKERS = {"alpaca": "### Instruction:", "chatml": "<|im_start|>",
@@ -161,26 +148,15 @@ def template_problem(text, out):
 def read_values(folder):
     """name -> list of floats, for BF16 / F16 / F32 tensors of every shard."""
     out = {}
-    for fn in sorted(os.listdir(folder)):
-        if not fn.endswith(".safetensors"):
-            continue
-        with open(os.path.join(folder, fn), "rb") as f:
-            n = struct.unpack("<Q", f.read(8))[0]
-            hdr = json.loads(f.read(n))
-            data = f.read()
-        for name, v in hdr.items():
-            if name == "__metadata__":
-                continue
-            a, b = v["data_offsets"]
-            raw = data[a:b]
-            if v["dtype"] == "BF16":
-                words = array.array("H", raw)
-                vals = array.array("f", b"".join(struct.pack("<I", w << 16) for w in words))
-                out[name] = list(vals)
-            elif v["dtype"] == "F16":
-                out[name] = list(struct.unpack(f"<{len(raw) // 2}e", raw))
-            elif v["dtype"] == "F32":
-                out[name] = list(array.array("f", raw))
+    for _, name, v, raw in shard_tensors(folder):
+        if v["dtype"] == "BF16":
+            words = array.array("H", raw)
+            vals = array.array("f", b"".join(struct.pack("<I", w << 16) for w in words))
+            out[name] = list(vals)
+        elif v["dtype"] == "F16":
+            out[name] = list(struct.unpack(f"<{len(raw) // 2}e", raw))
+        elif v["dtype"] == "F32":
+            out[name] = list(array.array("f", raw))
     return out
 
 

@@ -13,6 +13,8 @@ per case with the max abs error, then "N passed, N failed"; exits 1 on failure.
 """
 import array, json, os, struct, subprocess, sys
 
+from st_check import shard_tensors
+
 
 def flatten(values):
     """Nested lists -> (flat list, shape)."""
@@ -56,20 +58,10 @@ def write_model(folder, tensors):
 
 def read_safetensors(folder):
     out = {}
-    for fn in sorted(os.listdir(folder)):
-        if not fn.endswith(".safetensors"):
-            continue
-        with open(os.path.join(folder, fn), "rb") as f:
-            n = struct.unpack("<Q", f.read(8))[0]
-            hdr = json.loads(f.read(n))
-            data = f.read()
-        for name, v in hdr.items():
-            if name == "__metadata__":
-                continue
-            if v["dtype"] != "F32":
-                raise SystemExit(f"{fn}: {name} is {v['dtype']}, want F32")
-            a, b = v["data_offsets"]
-            out[name] = (array.array("f", data[a:b]), v["shape"])
+    for fn, name, v, raw in shard_tensors(folder):
+        if v["dtype"] != "F32":
+            raise SystemExit(f"{fn}: {name} is {v['dtype']}, want F32")
+        out[name] = (array.array("f", raw), v["shape"])
     return out
 
 
