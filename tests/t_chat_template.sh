@@ -6,13 +6,9 @@
 # name refused before anything is written.
 set -eu
 
-pass=0
-fail=0
+. "$SMELT_SOURCE/tests/check.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
 
 cd "$tmp"
 "$SMELT_BIN" demo demo > /dev/null 2>&1 || { echo "FAIL: smelt demo"; echo "0 passed, 1 failed"; exit 1; }
@@ -115,5 +111,4 @@ if [ "$rc" -eq 1 ]; then ok; else bad "unknown template: exit $rc, want 1"; fi
 if grep -q "did you mean 'chatml'" out-bad.log; then ok; else bad "unknown template: no suggestion: $(cat out-bad.log)"; fi
 if ls -d out-bad out-bad.partial-* > /dev/null 2>&1; then bad "unknown template left an output behind"; else ok; fi
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+check_summary

@@ -9,16 +9,7 @@ set -eu
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export XDG_CACHE_HOME="$tmp/cache"
-pass=0
-fail=0
-
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-check() { # name, command...
-	local name=$1
-	shift
-	if "$@"; then ok "$name"; else bad "$name"; fi
-}
+. "$SMELT_SOURCE/tests/check.sh"
 
 fam=$SMELT_SHARED/testdata/tiny-family
 small=$fam/ft
@@ -102,5 +93,4 @@ set -e
 check "temperature 0 is refused" [ "$rc" -ne 0 ] && grep -q temperature "$tmp/err"
 check "--help" sh -c '"$1" diverge --help >/dev/null' sh "$SMELT_BIN"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+check_summary

@@ -6,13 +6,9 @@
 # resolved per-layer gradient values.
 set -eu
 
-pass=0
-fail=0
+. "$SMELT_SOURCE/tests/check.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
 
 ex="$SMELT_SOURCE/examples"
 cd "$tmp"
@@ -76,5 +72,4 @@ expect_line "$tmp/ties" model.layers.7.self_attn.q_proj.weight "density=\[0.1,0.
 "$SMELT_BIN" merge "$ex/passthrough-frankenmerge.yml" -o dry --dry-run > "$tmp/pt" 2>&1 || bad "passthrough --dry-run"
 if grep -q "12 layers" "$tmp/pt"; then ok; else bad "passthrough --dry-run does not announce 12 layers"; fi
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+check_summary

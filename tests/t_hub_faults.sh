@@ -171,4 +171,4 @@ HF_ENDPOINT="$dead" pull dead2 fault/model --cache-dir "$WORK/nothing" && rc=0 |
 check "unreachable Hub and nothing cached: a plain error" \
 	rc_and_grep 1 "$WORK/dead2.err" "fault/model@main is not cached and the Hub is unreachable: cannot reach $dead"
 
-summary
+check_summary

@@ -66,4 +66,4 @@ mark=$(log_mark "$ACCESS_LOG")
 check "the second merge made no request" [ "$(log_since "$ACCESS_LOG" "$mark" | wc -l)" -eq 0 ]
 check "both merges wrote the same weights" cmp -s out/model.safetensors out2/model.safetensors
 
-summary
+check_summary

@@ -233,4 +233,4 @@ fi
 (ulimit -f 2048; exec "$SMELT_BIN" pull smelt-test/tiny --cache-dir "$DF/cache2" >"$WORK/df2.out" 2>"$WORK/df2.err") && rc=0 || rc=$?
 check_fail "disk full under a 2 MiB file-size limit" df2 "disk full"
 
-summary
+check_summary

@@ -6,15 +6,7 @@
 set -eu
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1"; }
-check() { # NAME CMD...
-	local name=$1
-	shift
-	if "$@"; then ok "$name"; else bad "$name"; fi
-}
+. "$SMELT_SOURCE/tests/check.sh"
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 
@@ -159,5 +151,4 @@ check "no path is a usage error" [ $? -eq 2 ]
 check "unknown option is a usage error" [ $? -eq 2 ]
 set -e
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+check_summary

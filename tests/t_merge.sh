@@ -15,20 +15,12 @@
 #    only. Reading any tensor through the mapping would pull its pages in.
 set -eu
 
-pass=0
-fail=0
+. "$SMELT_SOURCE/tests/check.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 py=/usr/bin/python3
 S=$SMELT_BIN
 
-ok() { pass=$((pass + 1)); echo "ok: $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-check() { # DESCRIPTION COMMAND...
-	local d=$1
-	shift
-	if "$@"; then ok "$d"; else bad "$d"; fi
-}
 has() { grep -qF -- "$2" "$1"; }
 no_partial() { ! compgen -G "$1.partial-*" > /dev/null; }
 
@@ -609,5 +601,4 @@ EOF
 	rm -rf "$tmp/good"
 fi
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+check_summary

@@ -13,8 +13,7 @@
 #                   one message naming OUT and the cause, nothing left
 set -eu
 
-pass=0
-fail=0
+. "$SMELT_SOURCE/tests/check.sh"
 tmp=$(mktemp -d)
 mounts=()
 cleanup() {
@@ -26,13 +25,6 @@ trap cleanup EXIT
 py=/usr/bin/python3
 S=$SMELT_BIN
 
-ok() { pass=$((pass + 1)); echo "ok: $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-check() { # DESCRIPTION COMMAND...
-	local d=$1
-	shift
-	if "$@"; then ok "$d"; else bad "$d"; fi
-}
 has() { grep -qF -- "$2" "$1"; }
 partials() { compgen -G "$1.partial-*" || true; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
@@ -308,5 +300,4 @@ EOF
 		test "$n" -ge 5 -a "$peak" -gt 0 -a "$peak" -lt $((256 * 1024))
 done
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+check_summary

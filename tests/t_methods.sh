@@ -3,13 +3,9 @@
 # an unknown name fails with a suggestion.
 set -eu
 
-pass=0
-fail=0
+. "$SMELT_SOURCE/tests/check.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
 
 expect_in() { # file needle description
 	if grep -qF -- "$2" "$1"; then ok; else bad "$3: '$2' not in output"; fi
@@ -56,5 +52,4 @@ if [ "$rc" -eq 1 ]; then ok; else bad "far unknown name exit $rc"; fi
 if grep -q "did you mean" "$tmp/err"; then bad "suggested a method for a far name"; else ok; fi
 if [ "$rc2" -eq 2 ]; then ok; else bad "two names exit $rc2, want 2"; fi
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+check_summary

@@ -131,4 +131,4 @@ check "recipe validates" tui_wait "press r to merge" 30
 tui_keys q
 check "second session exits cleanly" tui_wait "EXIT=0"
 
-tui_summary
+check_summary

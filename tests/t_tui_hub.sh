@@ -61,4 +61,4 @@ check "cached models validate" tui_wait "press r to merge" 30
 tui_keys q
 check "clean exit" tui_wait "EXIT=0"
 
-tui_summary
+check_summary

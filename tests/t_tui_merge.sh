@@ -157,4 +157,4 @@ check "reopened family uses cached statistics" tui_wait "cached " 30
 tui_keys q
 check "exit after the cached view" tui_wait "EXIT=0"
 
-tui_summary
+check_summary

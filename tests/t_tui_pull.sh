@@ -32,4 +32,4 @@ check "downloaded model opens" tui_wait "size          "
 tui_keys q
 check "clean exit" tui_wait "EXIT=0"
 
-tui_summary
+check_summary

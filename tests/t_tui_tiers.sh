@@ -140,4 +140,4 @@ check "--help prints usage" bash -c "'$SMELT_BIN' tui --help | grep -q 'usage: s
 check "unknown option is a usage error" bash -c "'$SMELT_BIN' tui --bogus </dev/null >/dev/null 2>&1; [ \$? -eq 2 ]"
 check "no terminal is refused" bash -c "'$SMELT_BIN' tui </dev/null 2>&1 | grep -q 'needs a terminal'"
 
-tui_summary
+check_summary

@@ -6,11 +6,12 @@
 # fixed times. tui_cleanup (call it from the test's EXIT trap) stops the
 # server and everything the panes started.
 
+# ok, bad, check and check_summary
+. "$(dirname "${BASH_SOURCE[0]}")/check.sh"
+
 TUI_DIR=$(mktemp -d "${TMPDIR:-/tmp}/smelt-tui.XXXXXX")
 TUI_SOCK="$TUI_DIR/s0"
 TUI_RUNS=0
-TUI_PASS=0
-TUI_FAIL=0
 TUI_PGID=
 
 # Deadlines are for a loaded 2-core machine; a sanitizer build runs the
@@ -107,32 +108,11 @@ tui_wait_gone() {
 	done
 }
 
-ok() {
-	TUI_PASS=$((TUI_PASS + 1))
-	echo "ok   $1"
-}
-
-bad() {
-	TUI_FAIL=$((TUI_FAIL + 1))
-	echo "FAIL $1"
-}
-
-# check NAME CMD...: run CMD, count a pass or a failure.
-check() {
-	local name=$1
-	shift
-	if "$@"; then ok "$name"; else bad "$name"; fi
-}
-
 tui_cleanup() {
 	tui_stop
 	rm -rf "$TUI_DIR"
 }
 
-tui_summary() {
-	echo "$TUI_PASS passed, $TUI_FAIL failed"
-	[ "$TUI_FAIL" -eq 0 ]
-}
 
 # tui_require_methods: stop early (instead of timing out check by check)
 # when the binary has no merge method linked in.

@@ -2,16 +2,7 @@
 # SMELT_SOURCE, and a WORK folder set by the caller before use.
 
 HUB_DIR="$SMELT_SOURCE/tests/hub"
-PASS=0
-FAIL=0
-
-ok() { PASS=$((PASS + 1)); echo "ok   - $*"; }
-bad() { FAIL=$((FAIL + 1)); echo "FAIL - $*"; }
-check() { # DESCRIPTION COMMAND...
-	local what=$1
-	shift
-	if "$@"; then ok "$what"; else bad "$what"; fi
-}
+. "$SMELT_SOURCE/tests/check.sh"
 
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
@@ -98,7 +89,3 @@ manifest() { # PYTHON-EXPRESSION over m (the manifest)
 	python3 -c "import json,sys; m=json.load(open(sys.argv[1])); print($1)" "$FX/manifest.json"
 }
 
-summary() {
-	echo "$PASS passed, $FAIL failed"
-	[ "$FAIL" -eq 0 ]
-}
