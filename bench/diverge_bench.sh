@@ -5,7 +5,7 @@
 #
 # usage: bench/diverge_bench.sh [SMELT_BIN] [BUILD_DIR]
 #   FAMILY=/path  folder for the synthetic family (default /tmp/smelt-bench-family;
-#                 made with /work/shared/bench/make_family.py when missing:
+#                 made with ../shared/bench/make_family.py when missing:
 #                 hidden 1024, 16 layers, MLP 2816, vocab 32000, bf16, base + 2 models,
 #                 about 540 MB per model)
 #   THREADS=N     reader threads (default: all CPUs)
@@ -14,13 +14,11 @@ set -eu
 bin=${1:-build/smelt}
 build=${2:-build}
 family=${FAMILY:-/tmp/smelt-bench-family}
-shared=${SMELT_SHARED:-/work/shared}
+shared=${SMELT_SHARED:-$(cd "$(dirname "$0")/.." && pwd)/../shared}
 threads=${THREADS:-0}
 
-if [ ! -f "$family/m2/model.safetensors" ]; then
-	echo "# writing the synthetic family to $family"
-	"${PYTHON:-/usr/bin/python3}" "$shared/bench/make_family.py" "$family" >/dev/null
-fi
+. "$(dirname "$0")/lib.sh"
+ensure_family "$family" "$shared"
 files="$family/base/model.safetensors $family/m1/model.safetensors $family/m2/model.safetensors"
 bytes=$(cat $files | wc -c)
 

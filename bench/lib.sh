@@ -27,3 +27,38 @@ seconds() {
 }
 
 ratio() { echo "scale=2; $1 / $2" | bc -l; }
+
+# Write the bench family (../shared/bench/make_family.py, its defaults) into
+# FAMILY unless it is there already.
+ensure_family() { # FAMILY SHARED
+	[ -f "$1/m2/model.safetensors" ] && return 0
+	echo "writing the bench family into $1" >&2
+	/usr/bin/python3 "$2/bench/make_family.py" "$1" >/dev/null
+}
+
+best() { printf '%s\n' "$@" | sort -g | head -n 1; }
+
+# best_measure N PREP OUT_PATH COMMAND...: "<best seconds> <peak RssAnon kB>".
+# Times N runs of COMMAND, left alone, and takes the best; peak RssAnon comes
+# from one more run sampled by `measure` (the sampler's own processes would
+# share the CPUs with a timed run). PREP (a command, e.g. one that warms the
+# page cache) runs before every run, then dirty data is flushed; OUT_PATH,
+# what COMMAND writes, is removed after every run.
+best_measure() {
+	local n=$1 prep=$2 out=$3 t m ts=() tf
+	shift 3
+	tf=$(mktemp)
+	for _ in $(seq "$n"); do
+		$prep; sync
+		/usr/bin/time -f %e -o "$tf" "$@" >/dev/null 2>&1 ||
+			{ echo "bench: command failed: $*" >&2; rm -f "$tf"; return 1; }
+		t=$(tail -n 1 "$tf")
+		rm -rf "$out"
+		ts+=("$t")
+	done
+	rm -f "$tf"
+	$prep; sync
+	read -r _ m < <(measure "$@")
+	rm -rf "$out"
+	echo "$(best "${ts[@]}") $m"
+}

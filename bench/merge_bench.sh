@@ -20,10 +20,7 @@ trap 'rm -rf "$work"' EXIT
 . "$here/lib.sh"
 command -v bc >/dev/null || { echo "bench needs bc (apt-get install bc)" >&2; exit 1; }
 
-if [ ! -f "$family/m2/model.safetensors" ]; then
-	echo "writing the bench family into $family" >&2
-	/usr/bin/python3 "$shared/bench/make_family.py" "$family" >/dev/null
-fi
+ensure_family "$family" "$shared"
 inputs="$family/base/model.safetensors $family/m1/model.safetensors $family/m2/model.safetensors"
 warm() { cat $inputs >/dev/null; }
 
@@ -42,36 +39,16 @@ JSON
 
 # Each time is the best of $REPEAT runs (default 3) inside this one run of
 # the script, with the page cache warmed and dirty data flushed before every
-# run: the virtual machines this runs on have noisy neighbours, and the
-# best run is the one least disturbed by them, for smelt and torch alike.
-# Timed runs are left alone; peak RssAnon comes from one more run sampled
-# every 20 ms (the sampler's own processes would otherwise share the CPUs
-# with the run being timed).
+# run (best_measure, lib.sh): the virtual machines this runs on have noisy
+# neighbours, and the best run is the one least disturbed by them, for
+# smelt and torch alike. Peak RssAnon comes from one more, sampled run.
 repeat=${REPEAT:-3}
-best() { printf '%s\n' "$@" | sort -g | head -n 1; }
-# best_measure OUT_PATH COMMAND...: "<best seconds> <peak RssAnon kB>"
-best_measure() {
-	local out=$1 t m ts=()
-	shift
-	for _ in $(seq "$repeat"); do
-		warm; sync
-		/usr/bin/time -f %e -o "$work/time" "$@" >/dev/null 2>&1 ||
-			{ echo "bench: command failed: $*" >&2; return 1; }
-		t=$(tail -n 1 "$work/time")
-		rm -rf "$out"
-		ts+=("$t")
-	done
-	warm; sync
-	read -r _ m < <(measure "$@")
-	rm -rf "$out"
-	echo "$(best "${ts[@]}") $m"
-}
 
 # I/O floor (as the engine issue defines it): read every input once (cat to
 # /dev/null) and write the output's bytes once (cat of a file of the
-# output's size into the output folder), best of three each.
+# output's size into the output folder), best of $REPEAT each.
 reads=() writes=()
-for _ in 1 2 3; do
+for _ in $(seq "$repeat"); do
 	warm; sync
 	reads+=("$( { /usr/bin/time -f %e cat $inputs >/dev/null; } 2>&1 )")
 	writes+=("$( { /usr/bin/time -f %e sh -c 'cat "$1" > "$2"' sh "$family/base/model.safetensors" "$work/floor.out"; } 2>&1 )")
@@ -89,13 +66,13 @@ row() { # LABEL SMELT_S SMELT_KB TORCH_S TORCH_KB
 }
 for m in $methods; do
 	recipe "$m" "$work/$m.json"
-	read -r st sm < <(best_measure "$work/out-$m" "$smelt" merge "$work/$m.json" -o "$work/out-$m" --threads "$threads" --quiet)
-	read -r tt tm < <(best_measure "$work/torch-$m.safetensors" /usr/bin/python3 "$shared/bench/torch_baseline.py" "$m" "$family/base" "$work/torch-$m.safetensors" "$family/m1" "$family/m2" --threads "$threads")
+	read -r st sm < <(best_measure "$repeat" warm "$work/out-$m" "$smelt" merge "$work/$m.json" -o "$work/out-$m" --threads "$threads" --quiet)
+	read -r tt tm < <(best_measure "$repeat" warm "$work/torch-$m.safetensors" /usr/bin/python3 "$shared/bench/torch_baseline.py" "$m" "$family/base" "$work/torch-$m.safetensors" "$family/m1" "$family/m2" --threads "$threads")
 	row "$m" "$st" "$sm" "$tt" "$tm"
 	if [ "$m" = task_arithmetic ]; then
 		# The same merge made durable: every file flushed to disk before
 		# OUT appears (torch's file is not flushed).
-		read -r fs fm < <(best_measure "$work/out-fsync" "$smelt" merge "$work/$m.json" -o "$work/out-fsync" --threads "$threads" --quiet --fsync)
+		read -r fs fm < <(best_measure "$repeat" warm "$work/out-fsync" "$smelt" merge "$work/$m.json" -o "$work/out-fsync" --threads "$threads" --quiet --fsync)
 		row "$m --fsync" "$fs" "$fm" "$tt" "$tm"
 	fi
 done
@@ -104,8 +81,8 @@ printf '\nI/O floor: %.2f s (read inputs %.2f s + write output %.2f s); best of 
 
 # Thread scaling on ties.
 recipe ties "$work/ties.json"
-read -r t1 _ < <(best_measure "$work/o1" "$smelt" merge "$work/ties.json" -o "$work/o1" --threads 1 --quiet)
-read -r t2 _ < <(best_measure "$work/o2" "$smelt" merge "$work/ties.json" -o "$work/o2" --threads 2 --quiet)
+read -r t1 _ < <(best_measure "$repeat" warm "$work/o1" "$smelt" merge "$work/ties.json" -o "$work/o1" --threads 1 --quiet)
+read -r t2 _ < <(best_measure "$repeat" warm "$work/o2" "$smelt" merge "$work/ties.json" -o "$work/o2" --threads 2 --quiet)
 printf 'ties: 1 thread %.2f s, 2 threads %.2f s, speed-up %.2fx\n' "$t1" "$t2" "$(ratio "$t1" "$t2")"
 "$smelt" merge "$work/ties.json" -o "$work/o1" --threads 1 --quiet
 "$smelt" merge "$work/ties.json" -o "$work/o2" --threads 2 --quiet

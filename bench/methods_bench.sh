@@ -15,9 +15,8 @@ work=$(mktemp -d /tmp/smelt-mbench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 . "$here/lib.sh"
 
-if [ ! -f "$family/m2/model.safetensors" ]; then
-	/usr/bin/python3 "$shared/bench/make_family.py" "$family" >/dev/null
-fi
+ensure_family "$family" "$shared"
+warm_files() { cat $files >/dev/null; }
 B=$family/base M1=$family/m1 M2=$family/m2
 
 # method | uses base | models | global parameters | per-model parameters
@@ -54,15 +53,7 @@ while IFS='|' read -r m usebase n g p; do
 		"$m" "$base" "$models" "$g" >"$work/r.json"
 	cat $files >/dev/null
 	c=$( { /usr/bin/time -f %e cat $files >/dev/null; } 2>&1 )
-	sync
-	/usr/bin/time -f %e -o "$work/time" "$smelt" merge "$work/r.json" -o "$work/out" --threads "$threads" --quiet
-	s=$(tail -n 1 "$work/time")
-	rm -rf "$work/out"
-	# memory from a second, sampled run (the sampler's processes would slow
-	# the timed one)
-	cat $files >/dev/null
-	read -r _ mem < <(measure "$smelt" merge "$work/r.json" -o "$work/out" --threads "$threads" --quiet)
-	rm -rf "$work/out"
+	read -r s mem < <(best_measure 1 warm_files "$work/out" "$smelt" merge "$work/r.json" -o "$work/out" --threads "$threads" --quiet)
 	printf '| %s | %d | %.2f | %.2f | %.1fx | %.0f |\n' "$m" "$(echo $files | wc -w)" "$s" "$c" \
 		"$(ratio "$s" "$c")" "$(echo "$mem / 1024" | bc -l)"
 done <<<"$cases"

@@ -19,6 +19,7 @@ threads=${THREADS:-2}
 runs=${RUNS:-3}
 work=$(mktemp -d /tmp/smelt-read-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
+. "$here/lib.sh"
 
 if [ ! -f "$build/libsmelt_engine.a" ]; then
 	cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -29,10 +30,7 @@ gcc -std=c11 -O2 -D_GNU_SOURCE -I"$root/include" "$here/read_bench.c" "$build/li
 	$(pkg-config --libs libcjson yaml-0.1 libcurl libcrypto openblas) -lpthread -lm \
 	-o "$work/read_bench"
 
-if [ ! -f "$family/m2/model.safetensors" ]; then
-	echo "writing the bench family into $family" >&2
-	/usr/bin/python3 "$shared/bench/make_family.py" "$family" >/dev/null
-fi
+ensure_family "$family" "$shared"
 models="$family/base $family/m1 $family/m2"
 files="$family/base/model.safetensors $family/m1/model.safetensors $family/m2/model.safetensors"
 # shellcheck disable=SC2086
