@@ -120,7 +120,6 @@ static int read_input(struct exec *ex, int k, const struct smelt_block *b, float
 static int exec_load(void *ctx, int worker, struct smelt_block *b, struct smelt_err *err)
 {
 	struct exec *ex = ctx;
-
 	struct worker_bufs *w = &ex->w[worker];
 	size_t stride = ex->cap;
 	int first = 0;

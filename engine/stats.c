@@ -690,11 +690,6 @@ struct tensor_run {
 	double *row_sums; /* matrix_t: [k][1 + 2n] */
 	double *absd;     /* vector: [n][numel] */
 	float **wbuf;     /* per worker: (n + 1) * block_rows * cols */
-	struct smelt_pool *pool;
-	/* ranking jobs: 2n sorts (mag, dir per model) run on the pool */
-	const double *rank_src[2];
-	uint32_t *rank_dst[2];
-	atomic_int rank_failed;
 	pthread_mutex_t elock;
 	atomic_int failed;
 	struct smelt_err err;
@@ -838,17 +833,6 @@ static void run_group(void *ctx, size_t g, int worker)
 	}
 }
 
-/* Ranking job j: component j / n (0 magnitude, 1 direction) of model j % n. */
-static void rank_job(void *ctx, size_t j, int worker)
-{
-	struct tensor_run *r = ctx;
-	size_t n = (size_t)r->s->n, k = (size_t)r->t->info.k, c = j / n, i = j % n;
-
-	(void)worker;
-	if (widen_positions(r->rank_src[c] + i * k, k, r->rank_dst[c] + i * k))
-		atomic_store(&r->rank_failed, 1);
-}
-
 /* Divergences and positions from the folded sums; hands everything to
  * stats_install. */
 static int finish_tensor(struct tensor_run *r, struct smelt_err *err)
@@ -901,16 +885,12 @@ static int finish_tensor(struct tensor_run *r, struct smelt_err *err)
 				                 &mag[i * k + j], &dir[i * k + j]);
 			}
 	}
-	r->rank_src[0] = mag;
-	r->rank_dst[0] = pos_m;
-	r->rank_src[1] = dir;
-	r->rank_dst[1] = pos_q;
-	atomic_init(&r->rank_failed, 0);
-	/* Runs as a pool item (see stream_all), so the sorts run here. */
-	for (size_t j = 0; j < (dir ? 2 * n : n); j++)
-		rank_job(r, j, 0);
-	if (atomic_load(&r->rank_failed))
-		goto nomem;
+	/* The rank positions of each model's magnitudes and directions. This
+	 * runs as a pool item (see stream_all), so the sorts run in turn. */
+	for (size_t i = 0; i < n; i++)
+		if (widen_positions(mag + i * k, k, pos_m + i * k) != 0 ||
+		    (dir && widen_positions(dir + i * k, k, pos_q + i * k) != 0))
+			goto nomem;
 	return stats_install(s, r->ti, mag, dir, pos_m, pos_q, mean_a, err);
 nomem:
 	free(mag);
@@ -956,8 +936,8 @@ static double *reserve(double **buf, size_t *cap, size_t n)
 }
 
 /* Prepare the run of tensor ti (r is zeroed here) with sum buffers sb. */
-static int run_begin(struct smelt_stats *s, struct smelt_pool *pool, float **wbuf,
-                     struct sum_bufs *sb, size_t ti, struct tensor_run *r, struct smelt_err *err)
+static int run_begin(struct smelt_stats *s, float **wbuf, struct sum_bufs *sb, size_t ti,
+                     struct tensor_run *r, struct smelt_err *err)
 {
 	struct stats_tensor *t = &s->t[ti];
 	size_t n = (size_t)s->n;
@@ -967,7 +947,6 @@ static int run_begin(struct smelt_stats *s, struct smelt_pool *pool, float **wbu
 	r->t = t;
 	r->ti = ti;
 	r->wbuf = wbuf;
-	r->pool = pool;
 	r->block_rows = STATS_BLOCK_BYTES / (t->cols * sizeof(float));
 	if (r->block_rows < 1)
 		r->block_rows = 1;
@@ -1107,7 +1086,7 @@ static int stream_all(struct smelt_stats *s, struct smelt_err *err)
 			rc = smelt_fail(err, SMELT_ECANCELED, "divergence analysis cancelled");
 			break;
 		}
-		if ((rc = run_begin(s, pool, wbuf, &sb[started % 2], i, cur, err)) != 0)
+		if ((rc = run_begin(s, wbuf, &sb[started % 2], i, cur, err)) != 0)
 			break;
 		started++;
 		rc = run_step(s, pool, cur, prev, err);
