@@ -631,9 +631,9 @@ static float rescale_factor(double before, double after)
  * Pass 2 counts threshold-equal keys per block, and only runs when some cut
  * keeps part of its threshold-equal elements. */
 
-/* The hot loops are element-wise (no float reductions across lanes), so
- * the AVX-512 and AVX2 clones give the same bits as the SSE2 one. */
-#define SP_CLONES SMELT_HOT
+/* The hot loops below are SMELT_HOT and element-wise (no float reductions
+ * across lanes), so the AVX-512 and AVX2 clones give the same bits as the
+ * SSE2 one. */
 #define SP_INLINE inline __attribute__((always_inline))
 
 #define L1_BITS 16
@@ -679,7 +679,7 @@ static double l1_sum(const float *x, const float *base, size_t len)
  * between blocks) are folded into h over the range of buckets the block
  * touched, with bucket 0 (zero and subnormal deltas) on its own so that
  * zeros do not widen the range. */
-static SP_CLONES void level1_block(const float *x, const float *base, size_t len, uint64_t *h,
+static SMELT_HOT void level1_block(const float *x, const float *base, size_t len, uint64_t *h,
                                    uint32_t (*sub)[L1_N], uint64_t *dirty)
 {
 	uint32_t key[TILE];
@@ -805,7 +805,7 @@ static void tab_done(struct tab_acc *a, uint64_t *hc, struct tie_tab *t, size_t 
 /* Pass 1: low-15-bit histogram inside the chosen bucket of each pending cut
  * with the block's low-bit table, and for rescale the L1 sum of the buckets
  * above it. */
-static SP_CLONES void level2_block(struct gta_model *m, const float *x, const float *base, size_t len,
+static SMELT_HOT void level2_block(struct gta_model *m, const float *x, const float *base, size_t len,
                          size_t block, uint64_t *h, uint64_t *dirty, double *sum, bool rescale)
 {
 	const struct sp_cut *cut[2] = {&m->hi, &m->top};
@@ -883,7 +883,7 @@ static bool ties_from_tabs(struct sp_cut *c, const struct tie_tab *t, size_t n_b
 }
 
 /* Pass 2: threshold-equal keys of one block, for the cuts that need them. */
-static SP_CLONES void ties_block(struct gta_model *m, const float *x, const float *base, size_t len,
+static SMELT_HOT void ties_block(struct gta_model *m, const float *x, const float *base, size_t len,
                        size_t block)
 {
 	struct sp_cut *cut[2] = {&m->hi, &m->top};
@@ -1092,7 +1092,7 @@ static int finish_select(struct smelt_tensor_job *job, struct gta_state *s, int 
 }
 
 /* Keep decisions of one DELLA row for model i into keep[0..cols). */
-static SP_CLONES void della_row_keep(const struct smelt_tensor_job *job, const struct gta_model *m,
+static SMELT_HOT void della_row_keep(const struct smelt_tensor_job *job, const struct gta_model *m,
                                      int i, const float *x, const float *base, uint64_t elem0,
                                      float *d, float *p, uint64_t *sortbuf, unsigned char *keep)
 {
@@ -1116,7 +1116,7 @@ static SP_CLONES void della_row_keep(const struct smelt_tensor_job *job, const s
 
 /* DARE's L1 sums without a test hook: every element drawn, no branches.
  * Zero deltas add +0 to both sums, as skipping them would. */
-static SP_CLONES void stats_dare(struct gta_state *s, const struct smelt_tensor_job *job,
+static SMELT_HOT void stats_dare(struct gta_state *s, const struct smelt_tensor_job *job,
                                  const struct smelt_block *b, double *acc)
 {
 	size_t len = (size_t)(b->nrows * job->cols);
@@ -1371,7 +1371,7 @@ static SP_INLINE void combine_tile(const struct gta_state *s, float (*e)[TILE], 
 		out[j] = base[j] + mixed[j] * lambda;
 }
 
-static SP_CLONES void merge_select(const struct gta_state *s, const struct smelt_tensor_job *job,
+static SMELT_HOT void merge_select(const struct gta_state *s, const struct smelt_tensor_job *job,
                          const struct smelt_block *b, float *out)
 {
 	size_t len = (size_t)(b->nrows * job->cols);
@@ -1465,7 +1465,7 @@ static void merge_random(const struct gta_state *s, const struct smelt_tensor_jo
  * element without branches (a zero delta gives a zero term whether kept or
  * not, so drawing for it too changes nothing), then the vectorised combine
  * of merge_select. */
-static SP_CLONES void merge_dare(const struct gta_state *s, const struct smelt_tensor_job *job,
+static SMELT_HOT void merge_dare(const struct gta_state *s, const struct smelt_tensor_job *job,
                                  const struct smelt_block *b, float *out)
 {
 	size_t len = (size_t)(b->nrows * job->cols);

@@ -239,7 +239,6 @@ void widen_vector_element(int n, const double *a, const double *thr, const struc
 #else
 #define WIDEN_HOT /* clang vectorizes these loops at -O2 already */
 #endif
-#define WIDEN_CLONES SMELT_HOT
 
 /*
  * The column kernels exist for f32 rows and for rows of raw bfloat16 (read
@@ -347,8 +346,8 @@ static WIDEN_INLINE double fold_lanes(double *v)
 			bb[j] += LOAD(br, j) * LOAD(br, j);                                       \
 	}                                                                                         \
                                                                                                   \
-	WIDEN_HOT WIDEN_CLONES void ACCUMULATE_COLUMNS(const T *b, const T *const *x, int n,      \
-	                                               size_t cols, size_t nrows, double *acc)    \
+	WIDEN_HOT SMELT_HOT void ACCUMULATE_COLUMNS(const T *b, const T *const *x, int n,         \
+	                                            size_t cols, size_t nrows, double *acc)       \
 	{                                                                                         \
 		size_t r = 0;                                                                     \
                                                                                                   \
@@ -432,8 +431,8 @@ static WIDEN_INLINE double fold_lanes(double *v)
 		out[4] = fold_lanes(vb) + tvb;                                                    \
 	}                                                                                         \
                                                                                                   \
-	WIDEN_HOT WIDEN_CLONES void ROW_SUMS(const T *b, const T *const *x, size_t off, int n,    \
-	                                     size_t len, double *out)                             \
+	WIDEN_HOT SMELT_HOT void ROW_SUMS(const T *b, const T *const *x, size_t off, int n,       \
+	                                  size_t len, double *out)                                \
 	{                                                                                         \
 		double unused;                                                                    \
                                                                                                   \
